@@ -1,0 +1,215 @@
+"""Readers: MIDI through symusic (fast), notation formats through music21; inputs expanded to files."""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from preprocessing.piece import InputError, Piece
+
+MIDI_SUFFIXES = (".mid", ".midi")
+NOTATION_SUFFIXES = (".xml", ".mxl", ".musicxml", ".abc", ".krn")
+SUFFIXES = MIDI_SUFFIXES + NOTATION_SUFFIXES
+CORPUS_PREFIX = "corpus:"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadOptions:
+    """What to take from a file, and the limits past which it is skipped.
+
+    Attributes:
+        tracks: "non-drum" (default), "all", or comma-separated track / part indices ("0,2").
+        max_bytes: larger files are skipped unread.
+        max_notes: pieces with more notes are skipped.
+        max_quarters: pieces longer than this many quarter notes are skipped.
+    """
+
+    tracks: str = "non-drum"
+    max_bytes: int = 32 * 2**20
+    max_notes: int = 100_000
+    max_quarters: float = 20_000.0
+
+    def __post_init__(self):
+        if self.tracks not in ("non-drum", "all"):
+            try:
+                self.track_indices()
+            except ValueError:
+                raise InputError(f"--tracks: expected 'non-drum', 'all' or indices like '0,2', "
+                                 f"got {self.tracks!r}") from None
+
+    def track_indices(self) -> set[int] | None:
+        if self.tracks in ("non-drum", "all"):
+            return None
+        return {int(i) for i in self.tracks.split(",")}
+
+
+def expand_inputs(inputs: list[str], limit: int | None = None) -> list[Path]:
+    """Expands files, directories (recursively), globs and `corpus:NAME` into a sorted file list.
+
+    Raises:
+        InputError: an input matches nothing.
+    """
+    found: dict[Path, None] = {}
+    for item in inputs:
+        if item.startswith(CORPUS_PREFIX):
+            paths = corpus_paths(item[len(CORPUS_PREFIX):])
+        elif os.path.isdir(item):
+            paths = sorted(p for p in Path(item).rglob("*")
+                           if p.is_file() and p.suffix.lower() in SUFFIXES)
+        elif os.path.isfile(item):
+            paths = [Path(item)]
+        elif glob.has_magic(item):
+            paths = sorted(Path(p) for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            if not paths:
+                raise InputError(f"{item}: the pattern matches no file")
+        else:
+            raise InputError(f"{item}: no such file or directory")
+        found.update(dict.fromkeys(paths))
+    files = list(found)
+    return files[:limit] if limit else files
+
+
+def corpus_paths(name: str) -> list[Path]:
+    """Files of a corpus that ships with music21 (`bach`, `palestrina`, `ryansMammoth`, ...)."""
+    from music21 import corpus
+
+    paths = corpus.getComposer(name) or [
+        p for p in corpus.getCorePaths() if name in Path(p).parent.parts]
+    paths = sorted(Path(p) for p in paths if Path(p).suffix.lower() in SUFFIXES)
+    if not paths:
+        raise InputError(f"corpus:{name}: no such music21 corpus (try corpus:bach, "
+                         "corpus:palestrina, corpus:beethoven, corpus:ryansMammoth)")
+    return paths
+
+
+def read_file(path: str | Path, options: ReadOptions = ReadOptions(),
+              data: bytes | None = None) -> list[Piece]:
+    """Reads one file into pieces (several for an ABC file holding many tunes).
+
+    Args:
+        path: the file; its suffix picks the parser.
+        options: track selection and limits.
+        data: the file's bytes, if the caller has read them already.
+
+    Raises:
+        InputError: the file cannot be used; the one-line message names it and says why.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InputError(f"{path}: unsupported file type {suffix or '(none)'} "
+                         f"(expected one of {', '.join(SUFFIXES)})")
+    data = read_bytes(path, options) if data is None else data
+    digest = content_digest(data)
+    if suffix in MIDI_SUFFIXES:
+        pieces = [_read_midi(path, data, digest, options)]
+    else:
+        pieces = _read_notation(path, digest, options)
+    for piece in pieces:
+        _check(piece, options)
+    return pieces
+
+
+def read_bytes(path: Path, options: ReadOptions = ReadOptions()) -> bytes:
+    """The file's bytes, refusing empty and oversized files with a one-line reason."""
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise InputError(f"{path}: empty file")
+        if size > options.max_bytes:
+            raise InputError(f"{path}: file too large ({size} bytes > {options.max_bytes})")
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def content_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:24]
+
+
+def _check(piece: Piece, options: ReadOptions) -> None:
+    if len(piece) == 0:
+        raise InputError(f"{piece.name}: no notes in the selected tracks")
+    if len(piece) > options.max_notes:
+        raise InputError(f"{piece.name}: too long ({len(piece)} notes > {options.max_notes})")
+    if piece.end > options.max_quarters:
+        raise InputError(f"{piece.name}: too long ({piece.end:.0f} quarter notes > "
+                         f"{options.max_quarters:.0f})")
+
+
+def _selected(index: int, is_drum: bool, options: ReadOptions) -> bool:
+    wanted = options.track_indices()
+    if wanted is not None:
+        return index in wanted
+    return options.tracks == "all" or not is_drum
+
+
+def _read_midi(path: Path, data: bytes, digest: str, options: ReadOptions) -> Piece:
+    import symusic
+
+    try:
+        score = symusic.Score.from_midi(data, ttype="quarter")
+    except Exception as exc:  # symusic raises RuntimeError with the parser's reason
+        reason = str(exc).split("\n")[0].replace("MiniMidi: ", "").replace(": iostream error", "")
+        raise InputError(f"{path}: not a readable MIDI file ({reason})") from None
+    tracks = [t for i, t in enumerate(score.tracks) if _selected(i, t.is_drum, options)]
+    if not tracks and any(t.is_drum and len(t.notes) for t in score.tracks):
+        raise InputError(f"{path}: drum tracks only")
+    columns = [t.notes.numpy() for t in tracks if len(t.notes)]
+    if not columns:
+        raise InputError(f"{path}: no notes in the selected tracks")
+    notes = {k: np.concatenate([c[k] for c in columns]) for k in ("pitch", "time", "duration",
+                                                                  "velocity")}
+    qpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
+    return Piece(name=str(path), digest=digest, pitch=notes["pitch"], start=notes["time"],
+                 duration=notes["duration"], velocity=notes["velocity"],
+                 bar_starts=np.asarray(score.get_downbeats(), np.float64), qpm=qpm)
+
+
+def _read_notation(path: Path, digest: str, options: ReadOptions) -> list[Piece]:
+    from music21 import converter, stream
+
+    try:
+        parsed = converter.parse(path, forceSource=True)
+    except Exception as exc:  # music21 raises many types for unreadable input
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError(f"{path}: cannot parse {path.suffix.lower()[1:]} ({reason})") from None
+    scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
+    if len(scores) == 1:
+        return [_score_to_piece(scores[0], str(path), digest, options)]
+    return [_score_to_piece(s, f"{path}#{i}", f"{digest}-{i}", options)
+            for i, s in enumerate(scores)]
+
+
+def _score_to_piece(score, name: str, digest: str, options: ReadOptions) -> Piece:
+    from music21 import instrument
+
+    parts = list(score.parts) or [score]
+    rows = []
+    for index, part in enumerate(parts):
+        is_drum = any(isinstance(i, instrument.UnpitchedPercussion)
+                      for i in part.getInstruments(recurse=True))
+        if not _selected(index, is_drum, options):
+            continue
+        for element in part.stripTies().flatten().notes:
+            length = float(element.quarterLength)
+            if length <= 0:  # grace notes
+                continue
+            velocity = element.volume.velocity or 80
+            for p in getattr(element, "pitches", ()):
+                rows.append((p.midi, float(element.offset), length, velocity))
+    if not rows and any(isinstance(i, instrument.UnpitchedPercussion)
+                        for i in score.getInstruments(recurse=True)):
+        raise InputError(f"{name}: drum parts only")
+    rows = np.asarray(rows, np.float64).reshape(-1, 4)
+    marks = list(score.recurse().getElementsByClass("MetronomeMark"))
+    qpm = float(marks[0].getQuarterBPM() or 120.0) if marks else 120.0
+    bar_starts = [float(m.offset) for m in parts[0].getElementsByClass("Measure")]
+    return Piece(name=name, digest=digest, pitch=rows[:, 0], start=rows[:, 1],
+                 duration=rows[:, 2], velocity=rows[:, 3], bar_starts=bar_starts or [0.0],
+                 qpm=qpm)

@@ -26,7 +26,8 @@ import numpy as np
 
 from preprocessing import bars, notes, pianoroll, transforms
 from preprocessing.piece import InputError, Piece
-from preprocessing.readers import ReadOptions, content_digest, expand_inputs, read_bytes, read_file
+from preprocessing.readers import (ReadOptions, check_suffix, content_digest, expand_inputs,
+                                   read_bytes, read_file)
 
 REPRESENTATIONS = ("notes", "pianoroll", "bars")
 SPLITS = ("train", "validation", "test")
@@ -106,29 +107,43 @@ def _cache_path(cache_dir: Path, digest: str, options: ReadOptions) -> Path:
 
 
 def read_cached(path: Path, options: ReadOptions, cache_dir: Path | None) -> list[Piece]:
-    """`read_file` through the parse cache; skips (InputError) are cached too."""
+    """`read_file` through the parse cache; skips (InputError) are cached too.
+
+    Entries are keyed by content, so they store names with the path left out and get the
+    path of the file being read put back.
+    """
+    check_suffix(path)
     data = read_bytes(path, options)
     if cache_dir is None:
         return read_file(path, options, data)
     cached = _cache_path(cache_dir, content_digest(data), options)
-    if cached.exists():
-        try:
-            with np.load(cached, allow_pickle=False) as stored:
-                if "skipped" in stored:
-                    raise InputError(str(stored["skipped"]).replace("{path}", str(path)))
-                return [Piece.from_arrays({k.split("/", 1)[1]: stored[k] for k in stored.files
-                                           if k.startswith(f"{i}/")})
-                        for i in range(int(stored["count"]))]
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable cache entry: parse again
+    try:
+        with np.load(cached, allow_pickle=False) as stored:
+            entry = {k: stored[k] for k in stored.files}
+    except (OSError, ValueError):
+        entry = None  # missing or unreadable: parse again
+    if entry is not None and "skipped" in entry:
+        raise InputError(str(entry["skipped"]).replace(_PATH, str(path)))
+    if entry is not None:
+        pieces = []
+        for i in range(int(entry["count"])):
+            arrays = {k.split("/", 1)[1]: v for k, v in entry.items() if k.startswith(f"{i}/")}
+            arrays["name"] = str(arrays["name"]).replace(_PATH, str(path))
+            pieces.append(Piece.from_arrays(arrays))
+        return pieces
     try:
         pieces = read_file(path, options, data)
-        arrays = {f"{i}/{k}": v for i, p in enumerate(pieces) for k, v in p.to_arrays().items()}
-        _atomic_savez(cached, count=len(pieces), **arrays)
-        return pieces
     except InputError as exc:
-        _atomic_savez(cached, skipped=str(exc).replace(str(path), "{path}"))
+        _atomic_savez(cached, skipped=str(exc).replace(str(path), _PATH))
         raise
+    arrays = {f"{i}/{k}": v for i, p in enumerate(pieces) for k, v in p.to_arrays().items()}
+    for i in range(len(pieces)):
+        arrays[f"{i}/name"] = np.str_(pieces[i].name.replace(str(path), _PATH))
+    _atomic_savez(cached, count=len(pieces), **arrays)
+    return pieces
+
+
+_PATH = "{path}"
 
 
 def _atomic_savez(path: Path, **arrays) -> None:

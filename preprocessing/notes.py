@@ -87,6 +87,8 @@ def token_pitches(token: str) -> list[int]:
 def piece_to_events(piece: Piece, steps_per_quarter: int = 4, max_duration: int = 32,
                     max_shift: int = 32) -> list[tuple[str, int, int]]:
     """Encodes a piece as (token, duration, shift) events on the grid."""
+    if not len(piece):
+        return []
     onset, length = quantize(piece, steps_per_quarter)
     length = np.minimum(length, max_duration)
     order = np.lexsort((piece.pitch, -length, onset))

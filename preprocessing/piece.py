@@ -7,8 +7,11 @@ import dataclasses
 import numpy as np
 
 PITCH_CLASS_NAMES = ("C", "C#", "D", "E-", "E", "F", "F#", "G", "G#", "A", "B-", "B")
-# music21's spelling: MIDI 60 is C4.
-PITCH_NAMES = tuple(f"{PITCH_CLASS_NAMES[p % 12]}{p // 12 - 1}" for p in range(128))
+# music21's spelling: MIDI 60 is C4. In octave -1, naturals are written with "n" ("En-1"), so
+# they differ from flats in octave 1 ("E-1"): every name is unique.
+PITCH_NAMES = tuple(
+    f"{PITCH_CLASS_NAMES[p % 12]}{'n' if p < 12 and len(PITCH_CLASS_NAMES[p % 12]) == 1 else ''}"
+    f"{p // 12 - 1}" for p in range(128))
 PITCH_BY_NAME = {name: p for p, name in enumerate(PITCH_NAMES)}
 
 

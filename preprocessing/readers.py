@@ -49,7 +49,9 @@ class ReadOptions:
 
 
 def expand_inputs(inputs: list[str], limit: int | None = None) -> list[Path]:
-    """Expands files, directories (recursively), globs and `corpus:NAME` into a sorted file list.
+    """Expands files, directories (recursively), globs and `corpus:NAME` into a file list.
+
+    Inputs keep their order; the files each one names are sorted; duplicates are dropped.
 
     Raises:
         InputError: an input matches nothing.
@@ -100,10 +102,7 @@ def read_file(path: str | Path, options: ReadOptions = ReadOptions(),
         InputError: the file cannot be used; the one-line message names it and says why.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise InputError(f"{path}: unsupported file type {suffix or '(none)'} "
-                         f"(expected one of {', '.join(SUFFIXES)})")
+    suffix = check_suffix(path)
     data = read_bytes(path, options) if data is None else data
     digest = content_digest(data)
     if suffix in MIDI_SUFFIXES:
@@ -113,6 +112,15 @@ def read_file(path: str | Path, options: ReadOptions = ReadOptions(),
     for piece in pieces:
         _check(piece, options)
     return pieces
+
+
+def check_suffix(path: Path) -> str:
+    """The file's lower-case suffix, if it is one the readers take."""
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InputError(f"{path}: unsupported file type {suffix or '(none)'} "
+                         f"(expected one of {', '.join(SUFFIXES)})")
+    return suffix
 
 
 def read_bytes(path: Path, options: ReadOptions = ReadOptions()) -> bytes:
@@ -168,7 +176,20 @@ def _read_midi(path: Path, data: bytes, digest: str, options: ReadOptions) -> Pi
     qpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
     return Piece(name=str(path), digest=digest, pitch=notes["pitch"], start=notes["time"],
                  duration=notes["duration"], velocity=notes["velocity"],
-                 bar_starts=np.asarray(score.get_downbeats(), np.float64), qpm=qpm)
+                 bar_starts=downbeats(score.time_signatures,
+                                      float((notes["time"] + notes["duration"]).max())),
+                 qpm=qpm)
+
+
+def downbeats(time_signatures, end: float) -> np.ndarray:
+    """Starts of the bars before `end` from time-signature events; 4/4 before the first."""
+    marks = [(float(t.time), t.numerator * 4 / t.denominator) for t in time_signatures]
+    if not marks or marks[0][0] > 0:
+        marks.insert(0, (0.0, 4.0))
+    starts = []
+    for (time, length), following in zip(marks, [*marks[1:], (np.inf, 0)]):
+        starts.extend(np.arange(time, min(following[0], end), max(length, 1e-3)))
+    return np.asarray(starts, np.float64)
 
 
 def _read_notation(path: Path, digest: str, options: ReadOptions) -> list[Piece]:

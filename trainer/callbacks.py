@@ -1,0 +1,79 @@
+"""Callbacks beyond Keras's own: samples to TensorBoard and disk, learning rate, hparams."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from preprocessing import audio, pianoroll
+from preprocessing.writers import write_midi
+from trainer import sampling
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the learning rate to the epoch logs, so CSVLogger and TensorBoard record it."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(
+                self.model.optimizer.learning_rate))
+
+
+class HParamsLogger(keras.callbacks.Callback):
+    """Records the run's hyperparameters for TensorBoard's HParams dashboard."""
+
+    def __init__(self, log_dir: Path, hparams: dict):
+        super().__init__()
+        self.log_dir, self.hparams = str(log_dir), hparams
+
+    def on_train_begin(self, logs=None):
+        import tensorflow as tf
+        from tensorboard.plugins.hparams import api as hp_api
+
+        with tf.summary.create_file_writer(self.log_dir).as_default():
+            hp_api.hparams({k: v for k, v in self.hparams.items()
+                            if isinstance(v, (bool, int, float, str))})
+
+
+class SampleCallback(keras.callbacks.Callback):
+    """Every `every` epochs: generates a short piece, writes its MIDI to `out_dir` and logs its
+    piano roll (image), audio (when FluidSynth is installed) and note statistics to TensorBoard."""
+
+    def __init__(self, spec, primer: np.ndarray, out_dir: Path, log_dir: Path, *, vocab=None,
+                 every: int = 1, steps: int = 64, seq_len: int = 64, seed: int = 0):
+        super().__init__()
+        self.spec, self.primer, self.vocab = spec, primer, vocab
+        self.out_dir, self.log_dir = Path(out_dir), str(log_dir)
+        self.every, self.steps, self.seq_len, self.seed = every, steps, seq_len, seed
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        import tensorflow as tf
+
+        steps = sampling.sample(self.model, self.spec, self.primer, self.steps,
+                                seed=self.seed + epoch, seq_len=self.seq_len)
+        piece = sampling.to_piece(self.spec, steps, self.vocab)
+        midi = write_midi(piece, self.out_dir / f"epoch_{epoch + 1:03d}.mid")
+        roll = pianoroll.piece_to_roll(piece, self.spec.steps_per_quarter)
+        with tf.summary.create_file_writer(self.log_dir).as_default(step=epoch + 1):
+            if len(roll):
+                image = np.flipud(roll.T).astype(np.float32)[None, :, :, None]
+                tf.summary.image("sample/piano_roll", image)
+            tf.summary.text("sample/midi", str(midi))
+            tf.summary.scalar("sample/distinct_pitches", len(set(piece.pitch.tolist())))
+            tf.summary.scalar("sample/notes", len(piece))
+            try:
+                wav = audio.render_wav(midi, midi.with_suffix(".wav"), sample_rate=16000)
+                tf.summary.audio("sample/audio", _wav_tensor(wav), 16000, max_outputs=1)
+            except (audio.AudioUnavailable, OSError):
+                pass
+
+
+def _wav_tensor(path: Path):
+    import tensorflow as tf
+
+    decoded, _ = tf.audio.decode_wav(tf.io.read_file(str(path)))
+    return decoded[None]

@@ -1,0 +1,83 @@
+"""A training run's configuration: flags, validated before anything is written."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from preprocessing.piece import InputError
+from trainer.models import MODELS
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+@dataclasses.dataclass
+class Config:
+    """Attributes mirror `python -m trainer.task` flags; `hparams` holds the family's defaults
+    overridden by `--hparams`."""
+
+    model: str = "attention_lstm"
+    data: tuple[str, ...] = ("corpus:bach",)
+    representation: str = ""
+    encoding: str = "active"
+    steps_per_quarter: int = 4
+    epochs: int = 10
+    batch_size: int = 64
+    seq_len: int = 64
+    hparams: dict = dataclasses.field(default_factory=dict)
+    seed: int = 0
+    job_dir: str = ""
+    strategy: str = "default"
+    limit: int | None = None
+    sample_every: int = 5
+    sample_steps: int = 64
+    patience: int = 5
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise InputError(f"--model: unknown {self.model!r}; choose from "
+                             f"{', '.join(MODELS)}")
+        family = MODELS[self.model]
+        self.representation = self.representation or family.representations[0]
+        if self.representation not in family.representations:
+            raise InputError(f"--representation: {self.model} takes "
+                             f"{' or '.join(family.representations)}, not {self.representation!r}")
+        if self.strategy not in STRATEGIES:
+            raise InputError(f"--strategy: unknown {self.strategy!r}; choose from "
+                             f"{', '.join(STRATEGIES)}")
+        for name in ("epochs", "batch_size", "seq_len"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be >= 1")
+        self.hparams = {**family.defaults, **self.hparams}
+        self.job_dir = self.job_dir or str(Path("jobs") / self.model)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=1))
+
+
+def parse_hparams(text: str, model: str) -> dict:
+    """`k=v,k2=v2` → dict, each value typed like the family's default.
+
+    Raises:
+        InputError: malformed text, an unknown name or a value of the wrong type.
+    """
+    if model not in MODELS:
+        raise InputError(f"--model: unknown {model!r}; choose from {', '.join(MODELS)}")
+    defaults = MODELS[model].defaults
+    out = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise InputError(f"--hparams: expected name=value, got {item!r}")
+        if name not in defaults:
+            raise InputError(f"--hparams: {model} has no hparam {name!r}; valid: "
+                             f"{', '.join(sorted(defaults))}")
+        kind = type(defaults[name])
+        try:
+            out[name] = (value.strip().lower() in ("1", "true", "yes")) if kind is bool \
+                else kind(value.strip())
+        except ValueError:
+            raise InputError(f"--hparams: {name}={value!r} is not a {kind.__name__}") from None
+    return out

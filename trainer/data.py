@@ -1,0 +1,117 @@
+"""Preprocessed pieces → training windows → tf.data pipelines."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from preprocessing import dataset
+from preprocessing.notes import Vocabulary
+from preprocessing.piece import InputError
+
+NOTE_FIELDS = ("token", "duration", "shift")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """What a model needs to know about its data.
+
+    Attributes:
+        representation: "notes", "pianoroll" or "bars".
+        steps_per_quarter: the grid.
+        vocab_size, max_duration, max_shift: `notes`: classes of the three event fields.
+        keys: `pianoroll`: values per frame (88, or 176 for onset-sustain: onsets then holds).
+        encoding: `pianoroll` encoding.
+    """
+
+    representation: str
+    steps_per_quarter: int = 4
+    vocab_size: int = 0
+    max_duration: int = 0
+    max_shift: int = 0
+    keys: int = 88
+    encoding: str = "active"
+
+    @property
+    def classes(self) -> dict[str, int]:
+        """Classes per `notes` field (durations and shifts are their own step counts)."""
+        return {"token": self.vocab_size, "duration": self.max_duration + 1,
+                "shift": self.max_shift + 1}
+
+
+def prepare(inputs: list[str], folder: Path, settings: dataset.Settings,
+            progress: bool = True) -> tuple[DataSpec, dict]:
+    """Encodes `inputs` into `folder` (parse cache shared with `python -m preprocessing`)."""
+    summary = dataset.build(inputs, folder, settings, progress=progress)
+    return spec_of(folder), summary
+
+
+def spec_of(folder: Path) -> DataSpec:
+    meta = dataset.load_meta(folder)
+    s = meta["settings"]
+    if s["representation"] == "notes":
+        vocab = Vocabulary.load(Path(folder) / "vocab.json")
+        return DataSpec("notes", s["steps_per_quarter"], len(vocab.tokens), vocab.max_duration,
+                        vocab.max_shift)
+    keys = 176 if s["encoding"] == "onset-sustain" else 88
+    return DataSpec(s["representation"], s["steps_per_quarter"], keys=keys,
+                    encoding=s["encoding"])
+
+
+def frames(item: np.ndarray) -> np.ndarray:
+    """A stored roll as float32 [T, keys]; onset-sustain [T, 88, 2] becomes onsets then holds."""
+    item = np.asarray(item, np.float32)
+    return np.concatenate([item[..., 0], item[..., 1]], axis=-1) if item.ndim == 3 else item
+
+
+def windows(pieces: list[np.ndarray], length: int, stride: int | None = None) -> np.ndarray:
+    """Every window of `length` steps (stride `stride`, default length // 2) of every piece.
+
+    A piece shorter than a window gives one window, padded at the start with zeros (the OOV /
+    silent frame), so short pieces still count.
+    """
+    stride = stride or max(1, length // 2)
+    out = []
+    for piece in pieces:
+        if len(piece) < 2:
+            continue
+        if len(piece) < length:
+            pad = np.zeros((length - len(piece), *piece.shape[1:]), piece.dtype)
+            piece = np.concatenate([pad, piece])
+        starts = range(0, len(piece) - length + 1, stride)
+        out.extend(piece[s:s + length] for s in starts)
+    if not out:
+        raise InputError("no training windows: the data holds no piece with two or more steps")
+    return np.stack(out)
+
+
+def next_step_arrays(folder: Path, split: str, spec: DataSpec, seq_len: int,
+                     last_only: bool = False, stride: int | None = None):
+    """(inputs, targets) for next-step prediction: targets are inputs shifted by one step.
+
+    Args:
+        last_only: targets of the last position only (seq-to-one), as for models that see the
+            whole window.
+    """
+    items = dataset.load_split(folder, split)
+    items = [i for i in items] if spec.representation == "notes" else [frames(i) for i in items]
+    w = windows(items, seq_len + 1, stride)
+    x, y = w[:, :-1], w[:, 1:]
+    if last_only:
+        y = y[:, -1]
+    if spec.representation == "notes":
+        return x.astype(np.int32), {f: y[..., i].astype(np.int32)
+                                    for i, f in enumerate(NOTE_FIELDS)}
+    return x, y
+
+
+def to_dataset(x, y, batch_size: int, shuffle: bool, seed: int):
+    """A batched, prefetched tf.data pipeline; shuffling is seeded, so runs repeat."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,27 @@
+"""`attention_lstm`: LSTM → causal SeqSelfAttention (keras-self-attention) → LSTM → Dense."""
+
+from __future__ import annotations
+
+import keras
+from keras_self_attention import SeqSelfAttention
+
+from trainer.data import DataSpec
+from trainer.models import common
+
+REPRESENTATIONS = ("notes", "pianoroll")
+DEFAULTS = dict(common.NEXT_STEP_DEFAULTS, units=256, attention_units=64, attention_width=32)
+CUSTOM_OBJECTS = SeqSelfAttention.get_custom_objects()
+
+
+def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
+    inp, hidden = common.inputs(spec, seq_len)
+    hidden = keras.layers.LSTM(hp["units"], return_sequences=True, name="lstm_0")(hidden)
+    # history_only: position t attends to steps <= t, so every position is a fair target
+    hidden = SeqSelfAttention(units=hp["attention_units"], attention_width=hp["attention_width"],
+                              history_only=True, attention_activation="sigmoid",
+                              name="attention")(hidden)
+    hidden = keras.layers.Dropout(hp["dropout"])(hidden)
+    hidden = keras.layers.LSTM(hp["units"], return_sequences=True, name="lstm_1")(hidden)
+    hidden = keras.layers.Dropout(hp["dropout"])(hidden)
+    model = keras.Model(inp, common.heads(spec, hidden, hp), name="attention_lstm")
+    return common.compile_next_step(model, spec, hp)

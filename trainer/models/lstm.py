@@ -1,0 +1,24 @@
+"""`lstm`: stacked LSTM (the seeds' 3 x 512, dropout 0.3, Dense 256), trained on every position."""
+
+from __future__ import annotations
+
+import keras
+
+from trainer.data import DataSpec
+from trainer.models import common
+
+REPRESENTATIONS = ("notes", "pianoroll")
+DEFAULTS = dict(common.NEXT_STEP_DEFAULTS, layers=3, units=512)
+
+
+def build(spec: DataSpec, hp: dict, seq_len: int | None = None,
+          last_only: bool = False) -> keras.Model:
+    """A compiled next-step model; `last_only` predicts from the last position only (seq-to-one)."""
+    inp, hidden = common.inputs(spec, seq_len)
+    for i in range(hp["layers"]):
+        hidden = keras.layers.LSTM(hp["units"], return_sequences=True, name=f"lstm_{i}")(hidden)
+        hidden = keras.layers.Dropout(hp["dropout"])(hidden)
+    if last_only:
+        hidden = hidden[:, -1]
+    model = keras.Model(inp, common.heads(spec, hidden, hp), name="lstm")
+    return common.compile_next_step(model, spec, hp)

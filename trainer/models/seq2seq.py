@@ -1,0 +1,143 @@
+"""`seq2seq`: encoder-decoder over piano-roll windows, predicting the next window.
+
+The encoder (2 x 512 LSTM or GRU) reads a window; the decoder, started from its state and a
+start-of-sequence frame, writes the next window frame by frame; a classifier (Dense 256, dropout
+0.5, Dense keys) gives each key's logit. Teacher forcing is scheduled: with probability
+1 - ratio a decoder input is the model's own thresholded prediction (two-pass scheduled
+sampling), and the ratio decays over epochs (`TeacherForcingSchedule`).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from preprocessing import dataset
+from trainer import data as data_lib
+from trainer import losses, metrics
+from trainer.data import DataSpec
+
+REPRESENTATIONS = ("pianoroll",)
+DEFAULTS = dict(cell="lstm", layers=2, units=512, dense=256, dropout=0.5, learning_rate=1e-3,
+                loss="focal", alpha=0.75, gamma=2.0, threshold=0.5, teacher_forcing=1.0,
+                teacher_forcing_decay=0.9, teacher_forcing_floor=0.25)
+
+
+def make_arrays(folder, split: str, spec: DataSpec, config):
+    """Windows of 2T frames: the first T feed the encoder, the last T are the targets."""
+    items = [data_lib.frames(i) for i in dataset.load_split(folder, split)]
+    w = data_lib.windows(items, 2 * config.seq_len, stride=config.seq_len)
+    encoder, target = w[:, :config.seq_len], w[:, config.seq_len:]
+    return {"encoder": encoder, "decoder": decoder_inputs(target)}, target
+
+
+def decoder_inputs(target: np.ndarray) -> np.ndarray:
+    """Targets shifted right behind a start frame; the last channel flags the start."""
+    start = np.zeros((len(target), 1, target.shape[-1] + 1), np.float32)
+    start[..., -1] = 1
+    shifted = np.concatenate([target[:, :-1], np.zeros_like(target[:, :-1, :1])], axis=-1)
+    return np.concatenate([start, shifted], axis=1)
+
+
+@keras.saving.register_keras_serializable("composer")
+class Seq2Seq(keras.Model):
+    """Encoder-decoder with scheduled teacher forcing in its `train_step`."""
+
+    def __init__(self, keys: int, cell: str = "lstm", layers: int = 2, units: int = 512,
+                 dense: int = 256, dropout: float = 0.5, threshold: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        if cell not in ("lstm", "gru"):
+            raise ValueError(f"seq2seq: cell must be lstm or gru, not {cell!r}")
+        self.keys, self.cell, self.num_layers, self.units = keys, cell, layers, units
+        self.dense_units, self.dropout_rate, self.threshold = dense, dropout, threshold
+        rnn = keras.layers.LSTM if cell == "lstm" else keras.layers.GRU
+        self.encoder = [rnn(units, return_sequences=True, return_state=True, name=f"encoder_{i}")
+                        for i in range(layers)]
+        self.decoder = [rnn(units, return_sequences=True, return_state=True, name=f"decoder_{i}")
+                        for i in range(layers)]
+        self.hidden = keras.layers.Dense(dense, activation="relu", name="classifier")
+        self.dropout = keras.layers.Dropout(dropout)
+        self.logits = keras.layers.Dense(keys, name="frame")
+        self.teacher_forcing = self.add_weight(shape=(), initializer="ones", trainable=False,
+                                               name="teacher_forcing")
+
+    def encode(self, frames, training=False):
+        """Encoder states, one list per layer."""
+        states, h = [], frames
+        for layer in self.encoder:
+            h, *state = layer(h, training=training)
+            states.append(state)
+        return states
+
+    def decode(self, inputs, states, training=False):
+        """Logits for decoder inputs from `states`; returns (logits, new states)."""
+        h, new_states = inputs, []
+        for layer, state in zip(self.decoder, states):
+            h, *state = layer(h, initial_state=state, training=training)
+            new_states.append(state)
+        return self.logits(self.dropout(self.hidden(h), training=training)), new_states
+
+    def call(self, inputs, training=False):
+        logits, _ = self.decode(inputs["decoder"], self.encode(inputs["encoder"], training),
+                                training)
+        return logits
+
+    def train_step(self, data):
+        x, y = data
+        ratio = self.teacher_forcing
+        # pass 1: the model's own predictions under full teacher forcing
+        guess = tf.cast(tf.sigmoid(self(x, training=False)) > self.threshold, y.dtype)
+        own = tf.stop_gradient(decoder_inputs_tf(guess))
+        keep = tf.random.uniform(tf.shape(y)[:2])[..., None] < ratio
+        keep = tf.concat([tf.ones_like(keep[:, :1]), keep[:, 1:]], axis=1)  # start frame stays
+        mixed = {"encoder": x["encoder"], "decoder": tf.where(keep, x["decoder"], own)}
+        with tf.GradientTape() as tape:
+            y_pred = self(mixed, training=True)
+            loss = self.compute_loss(x=mixed, y=y, y_pred=y_pred)
+        grads = tape.gradient(loss, self.trainable_weights)
+        self.optimizer.apply(grads, self.trainable_weights)
+        for metric in self.metrics:
+            metric.update_state(loss) if metric.name == "loss" else metric.update_state(y, y_pred)
+        return {**{m.name: m.result() for m in self.metrics}, "teacher_forcing": ratio}
+
+    def get_config(self):
+        return {**super().get_config(), "keys": self.keys, "cell": self.cell,
+                "layers": self.num_layers, "units": self.units, "dense": self.dense_units,
+                "dropout": self.dropout_rate, "threshold": self.threshold}
+
+
+def decoder_inputs_tf(target):
+    """`decoder_inputs` in TensorFlow, for predictions made inside `train_step`."""
+    batch = tf.shape(target)[0]
+    start = tf.concat([tf.zeros([batch, 1, target.shape[-1]], target.dtype),
+                       tf.ones([batch, 1, 1], target.dtype)], axis=-1)
+    shifted = tf.concat([target[:, :-1], tf.zeros_like(target[:, :-1, :1])], axis=-1)
+    return tf.concat([start, shifted], axis=1)
+
+
+class TeacherForcingSchedule(keras.callbacks.Callback):
+    """ratio = max(floor, start * decay ** epoch), set at the start of every epoch."""
+
+    def __init__(self, start: float, decay: float, floor: float):
+        super().__init__()
+        self.start, self.decay, self.floor = start, decay, floor
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.teacher_forcing.assign(max(self.floor, self.start * self.decay ** epoch))
+
+
+def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
+    model = Seq2Seq(spec.keys, hp["cell"], hp["layers"], hp["units"], hp["dense"],
+                    hp["dropout"], hp["threshold"], name="seq2seq")
+    model.compile(keras.optimizers.Adam(hp["learning_rate"]),
+                  loss=losses.roll_loss(hp["loss"], hp["alpha"], hp["gamma"]),
+                  metrics=metrics.roll_metrics())
+    model({"encoder": np.zeros((1, seq_len or 4, spec.keys), np.float32),
+           "decoder": np.zeros((1, seq_len or 4, spec.keys + 1), np.float32)})
+    return model
+
+
+def callbacks(hp: dict) -> list:
+    return [TeacherForcingSchedule(hp["teacher_forcing"], hp["teacher_forcing_decay"],
+                                   hp["teacher_forcing_floor"])]

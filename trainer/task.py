@@ -1,0 +1,96 @@
+"""`python -m trainer.task --model NAME`: preprocess, train with TensorBoard and checkpoints, save.
+
+Job folder (--job-dir, default jobs/NAME): config.json, checkpoints/, backup/ (resume after an
+interruption: rerun the same command), logs/ (TensorBoard), samples/, metrics.csv, model.keras.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from preprocessing import dataset
+from preprocessing.notes import Vocabulary
+from preprocessing.piece import InputError
+from preprocessing.readers import ReadOptions
+from trainer.config import STRATEGIES, Config, parse_hparams
+from trainer.models import MODELS
+
+
+def parse_args(argv=None) -> Config:
+    parser = argparse.ArgumentParser(prog="python -m trainer.task", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="attention_lstm", choices=MODELS)
+    parser.add_argument("--data", nargs="+", default=["corpus:bach"], metavar="PATH",
+                        help="files, folders, globs or corpus:NAME (default: the Bach chorales)")
+    parser.add_argument("--representation", choices=dataset.REPRESENTATIONS,
+                        help="default: the model's first")
+    parser.add_argument("--encoding", default="active", choices=("active", "onset-sustain"))
+    parser.add_argument("--steps-per-quarter", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seq-len", type=int, default=64, help="window length in steps")
+    parser.add_argument("--hparams", default="", help="k=v,... (see README for each model's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--job-dir", default="")
+    parser.add_argument("--strategy", default="default", choices=STRATEGIES)
+    parser.add_argument("--limit", type=int, help="use only the first N input files")
+    parser.add_argument("--sample-every", type=int, default=5, help="epochs between samples")
+    args = parser.parse_args(argv)
+    return Config(model=args.model, data=tuple(args.data), representation=args.representation or "",
+                  encoding=args.encoding, steps_per_quarter=args.steps_per_quarter,
+                  epochs=args.epochs, batch_size=args.batch_size, seq_len=args.seq_len,
+                  hparams=parse_hparams(args.hparams, args.model), seed=args.seed,
+                  job_dir=args.job_dir, strategy=args.strategy, limit=args.limit,
+                  sample_every=args.sample_every)
+
+
+def data_settings(config: Config) -> dataset.Settings:
+    return dataset.Settings(representation=config.representation,
+                            steps_per_quarter=config.steps_per_quarter, encoding=config.encoding,
+                            read=ReadOptions())
+
+
+def data_folder(config: Config, settings: dataset.Settings) -> Path:
+    """Where the encoded data lives: keyed by inputs and settings, shared between jobs."""
+    key = json.dumps([config.data, config.limit, str(settings)])
+    return dataset.DEFAULT_CACHE / "datasets" / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def train_and_evaluate(config: Config) -> dict:
+    """Runs a whole job; returns the final validation metrics."""
+    import keras
+
+    from trainer import data as data_lib
+    from trainer import training
+
+    settings = data_settings(config)
+    folder = data_folder(config, settings)
+    dataset.build(list(config.data), folder, settings, limit=config.limit)
+    spec = data_lib.spec_of(folder)
+    job = Path(config.job_dir)
+    job.mkdir(parents=True, exist_ok=True)
+    config.save(job / "config.json")
+    (job / "data").unlink(missing_ok=True)
+    (job / "data").symlink_to(folder.resolve(), target_is_directory=True)
+    keras.utils.set_random_seed(config.seed)
+    vocab = Vocabulary.load(folder / "vocab.json") if spec.representation == "notes" else None
+    return training.fit(config, spec, folder, job, vocab)
+
+
+def main(argv=None) -> int:
+    try:
+        config = parse_args(argv)
+        metrics = train_and_evaluate(config)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"job_dir": config.job_dir, **metrics}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 from preprocessing.piece import InputError
@@ -22,7 +23,7 @@ class Config:
     representation: str = ""
     encoding: str = "active"
     steps_per_quarter: int = 4
-    epochs: int = 10
+    epochs: int = 30
     batch_size: int = 64
     seq_len: int = 64
     hparams: dict = dataclasses.field(default_factory=dict)
@@ -46,6 +47,13 @@ class Config:
         if self.strategy not in STRATEGIES:
             raise InputError(f"--strategy: unknown {self.strategy!r}; choose from "
                              f"{', '.join(STRATEGIES)}")
+        if self.strategy == "multiworker":
+            if family.is_gan or family.make_arrays is not None:
+                raise InputError(f"--strategy multiworker: {self.model} trains with its own "
+                                 "train_step; use --strategy default or mirrored")
+            if "TF_CONFIG" not in os.environ:
+                raise InputError("--strategy multiworker needs TF_CONFIG naming the cluster "
+                                 "and this task")
         for name in ("epochs", "batch_size", "seq_len"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1")

@@ -30,7 +30,7 @@ def parse_args(argv=None) -> Config:
                         help="default: the model's first")
     parser.add_argument("--encoding", default="active", choices=("active", "onset-sustain"))
     parser.add_argument("--steps-per-quarter", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seq-len", type=int, default=64, help="window length in steps")
     parser.add_argument("--hparams", default="", help="k=v,... (see README for each model's)")
@@ -72,6 +72,10 @@ def train_and_evaluate(config: Config) -> dict:
     dataset.build(list(config.data), folder, settings, limit=config.limit)
     spec = data_lib.spec_of(folder)
     job = Path(config.job_dir)
+    if config.strategy == "multiworker":
+        from trainer import distributed
+
+        job = distributed.job_dir_for(job)
     job.mkdir(parents=True, exist_ok=True)
     config.save(job / "config.json")
     (job / "data").unlink(missing_ok=True)

@@ -29,7 +29,8 @@ def fit(config: Config, spec: data_lib.DataSpec, folder: Path, job: Path, vocab=
         return distributed.fit(config, spec, folder, job)
     family = MODELS[config.model]
     x, y = family.arrays(folder, "train", spec, config)
-    has_validation = bool(dataset.load_meta(folder)["splits"]["validation"])
+    # a GAN has no validation loss; the others validate on held-out pieces when there are any
+    has_validation = not family.is_gan and bool(dataset.load_meta(folder)["splits"]["validation"])
     val = family.arrays(folder, "validation", spec, config) if has_validation else None
     train_ds = data_lib.to_dataset(x, y, config.batch_size, shuffle=True, seed=config.seed)
     val_ds = data_lib.to_dataset(*val, config.batch_size, shuffle=False, seed=0) if val else None
@@ -40,7 +41,7 @@ def fit(config: Config, spec: data_lib.DataSpec, folder: Path, job: Path, vocab=
     cbs = [
         keras.callbacks.BackupAndRestore(str(job / "backup")),
         keras.callbacks.ModelCheckpoint(str(job / "checkpoints" / "best.keras"), monitor=monitor,
-                                        save_best_only=not family.is_gan),
+                                        mode="min", save_best_only=not family.is_gan),
         *([] if family.is_gan else [
             keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience,
                                           restore_best_weights=True),

@@ -9,7 +9,6 @@ import numpy as np
 
 from preprocessing import audio, pianoroll
 from preprocessing.writers import write_midi
-from trainer import sampling
 
 
 class LearningRateLogger(keras.callbacks.Callback):
@@ -41,10 +40,10 @@ class SampleCallback(keras.callbacks.Callback):
     """Every `every` epochs: generates a short piece, writes its MIDI to `out_dir` and logs its
     piano roll (image), audio (when FluidSynth is installed) and note statistics to TensorBoard."""
 
-    def __init__(self, spec, primer: np.ndarray, out_dir: Path, log_dir: Path, *, vocab=None,
+    def __init__(self, family, spec, primer, out_dir: Path, log_dir: Path, *, vocab=None,
                  every: int = 1, steps: int = 64, seq_len: int = 64, seed: int = 0):
         super().__init__()
-        self.spec, self.primer, self.vocab = spec, primer, vocab
+        self.family, self.spec, self.primer, self.vocab = family, spec, primer, vocab
         self.out_dir, self.log_dir = Path(out_dir), str(log_dir)
         self.every, self.steps, self.seq_len, self.seed = every, steps, seq_len, seed
 
@@ -53,9 +52,9 @@ class SampleCallback(keras.callbacks.Callback):
             return
         import tensorflow as tf
 
-        steps = sampling.sample(self.model, self.spec, self.primer, self.steps,
-                                seed=self.seed + epoch, seq_len=self.seq_len)
-        piece = sampling.to_piece(self.spec, steps, self.vocab)
+        steps = self.family.sample(self.model, self.spec, self.primer, self.steps,
+                                   seed=self.seed + epoch, seq_len=self.seq_len)
+        piece = self.family.to_piece(self.spec, steps, self.vocab)
         midi = write_midi(piece, self.out_dir / f"epoch_{epoch + 1:03d}.mid")
         roll = pianoroll.piece_to_roll(piece, self.spec.steps_per_quarter)
         with tf.summary.create_file_writer(self.log_dir).as_default(step=epoch + 1):

@@ -48,7 +48,7 @@ class Config:
             raise InputError(f"--strategy: unknown {self.strategy!r}; choose from "
                              f"{', '.join(STRATEGIES)}")
         if self.strategy == "multiworker":
-            if family.is_gan or family.make_arrays is not None:
+            if not family.plain_loss:
                 raise InputError(f"--strategy multiworker: {self.model} trains with its own "
                                  "train_step; use --strategy default or mirrored")
             if "TF_CONFIG" not in os.environ:

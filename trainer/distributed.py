@@ -48,7 +48,7 @@ def per_example_loss(family_hp: dict, y, logits):
 
 def fit(config: Config, spec: DataSpec, folder: Path, job: Path) -> dict:
     """Trains with the custom distributed loop; the chief saves model.keras and metrics.csv."""
-    family = MODELS[config.model]  # Config has checked it trains with a plain loss
+    family = MODELS[config.model]  # Config has checked that it has a plain loss
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     x, y = family.arrays(folder, "train", spec, config)
     global_batch = config.batch_size * strategy.num_replicas_in_sync

@@ -23,22 +23,24 @@ from trainer.models import MODELS
 def parse_args(argv=None) -> Config:
     parser = argparse.ArgumentParser(prog="python -m trainer.task", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="attention_lstm", choices=MODELS)
+    parser.add_argument("--model", default=Config.model, choices=MODELS)
     parser.add_argument("--data", nargs="+", default=["corpus:bach"], metavar="PATH",
                         help="files, folders, globs or corpus:NAME (default: the Bach chorales)")
     parser.add_argument("--representation", choices=dataset.REPRESENTATIONS,
                         help="default: the model's first")
     parser.add_argument("--encoding", default="active", choices=("active", "onset-sustain"))
-    parser.add_argument("--steps-per-quarter", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seq-len", type=int, default=64, help="window length in steps")
+    parser.add_argument("--steps-per-quarter", type=int, default=Config.steps_per_quarter)
+    parser.add_argument("--epochs", type=int, default=Config.epochs)
+    parser.add_argument("--batch-size", type=int, default=Config.batch_size)
+    parser.add_argument("--seq-len", type=int, default=Config.seq_len,
+                        help="window length in steps")
     parser.add_argument("--hparams", default="", help="k=v,... (see README for each model's)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=Config.seed)
     parser.add_argument("--job-dir", default="")
     parser.add_argument("--strategy", default="default", choices=STRATEGIES)
     parser.add_argument("--limit", type=int, help="use only the first N input files")
-    parser.add_argument("--sample-every", type=int, default=5, help="epochs between samples")
+    parser.add_argument("--sample-every", type=int, default=Config.sample_every,
+                        help="epochs between samples (0: none)")
     args = parser.parse_args(argv)
     return Config(model=args.model, data=tuple(args.data), representation=args.representation or "",
                   encoding=args.encoding, steps_per_quarter=args.steps_per_quarter,

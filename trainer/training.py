@@ -56,11 +56,11 @@ def fit(config: Config, spec: data_lib.DataSpec, folder: Path, job: Path, vocab=
                                                 "seq_len": config.seq_len,
                                                 "batch_size": config.batch_size}),
     ]
-    primer = family.primer(val or (x, y))
-    if primer is not None and config.sample_every:
+    if config.sample_every:
         cbs.append(composer_callbacks.SampleCallback(
-            spec, primer, job / "samples", logs, vocab=vocab, every=config.sample_every,
-            steps=config.sample_steps, seq_len=config.seq_len, seed=config.seed))
+            family, spec, family.primer((val or (x, y))[0]), job / "samples", logs, vocab=vocab,
+            every=config.sample_every, steps=config.sample_steps, seq_len=config.seq_len,
+            seed=config.seed))
     (job / "checkpoints").mkdir(parents=True, exist_ok=True)
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=cbs,
                         verbose=2)

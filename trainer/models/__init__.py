@@ -2,56 +2,60 @@
 
 from __future__ import annotations
 
-import dataclasses
 import types
-from typing import Callable
 
 from trainer import data as data_lib
+from trainer import sampling
 from trainer.models import attention_lstm, bilstm, lstm, midinet, seq2seq
 
 
-@dataclasses.dataclass(frozen=True)
 class Family:
-    """A model family: its builder, the representations it takes and its default hparams.
+    """A model family: a module with `build(spec, hp, seq_len)`, `REPRESENTATIONS` and `DEFAULTS`.
 
-    A module may define `make_arrays(folder, split, spec, config) -> (x, y)` when it does not
-    learn next-step prediction, `callbacks(hp) -> list` for its own schedules, `LAST_ONLY = True`
-    when it sees whole windows and `IS_GAN = True` when it has no loss to monitor.
+    Next-step prediction is the default; a module overrides a part by defining it:
+    `make_arrays(folder, split, spec, config) -> (x, y)`, `primer(x)`, `sample(model, spec,
+    primer, steps, temperature, seed, seq_len)`, `to_piece(spec, steps, vocab)`,
+    `callbacks(hp) -> list`, `LAST_ONLY = True` (sees whole windows, trains on the last target),
+    `IS_GAN = True` (no loss to monitor), `CUSTOM_OBJECTS` (for loading saved models).
     """
 
-    build: Callable
-    representations: tuple[str, ...]
-    defaults: dict
-    last_only: bool = False
-    custom_objects: dict = dataclasses.field(default_factory=dict)
-    make_arrays: Callable | None = None
-    callbacks: Callable = lambda hp: []
-    is_gan: bool = False
-
-    @classmethod
-    def of(cls, module: types.ModuleType) -> "Family":
-        return cls(module.build, module.REPRESENTATIONS, module.DEFAULTS,
-                   getattr(module, "LAST_ONLY", False), getattr(module, "CUSTOM_OBJECTS", {}),
-                   getattr(module, "make_arrays", None),
-                   getattr(module, "callbacks", lambda hp: []), getattr(module, "IS_GAN", False))
+    def __init__(self, module: types.ModuleType):
+        self.module = module
+        self.build = module.build
+        self.representations: tuple[str, ...] = module.REPRESENTATIONS
+        self.defaults: dict = module.DEFAULTS
+        self.last_only: bool = getattr(module, "LAST_ONLY", False)
+        self.is_gan: bool = getattr(module, "IS_GAN", False)
+        self.custom_objects: dict = getattr(module, "CUSTOM_OBJECTS", {})
+        self.plain_loss = not self.is_gan and not hasattr(module, "make_arrays")
 
     def arrays(self, folder, split: str, spec: data_lib.DataSpec, config):
         """(inputs, targets) of a split for this family."""
-        if self.make_arrays is not None:
-            return self.make_arrays(folder, split, spec, config)
+        if hasattr(self.module, "make_arrays"):
+            return self.module.make_arrays(folder, split, spec, config)
         return data_lib.next_step_arrays(folder, split, spec, config.seq_len,
                                          last_only=self.last_only)
 
-    def primer(self, arrays):
-        """The first input window, to prime samples; None for families that take no primer."""
-        x = arrays[0]
-        return None if isinstance(x, dict) else x[0]
+    def primer(self, x):
+        """What `sample` continues, taken from a split's inputs."""
+        return self.module.primer(x) if hasattr(self.module, "primer") else x[0]
+
+    def sample(self, model, spec, primer, steps: int, temperature: float = 1.0, seed: int = 0,
+               seq_len: int = 64):
+        return getattr(self.module, "sample", sampling.sample)(
+            model, spec, primer, steps, temperature, seed, seq_len)
+
+    def to_piece(self, spec, steps, vocab=None):
+        return getattr(self.module, "to_piece", sampling.to_piece)(spec, steps, vocab)
+
+    def callbacks(self, hp: dict) -> list:
+        return self.module.callbacks(hp) if hasattr(self.module, "callbacks") else []
 
 
 MODELS: dict[str, Family] = {
-    "lstm": Family.of(lstm),
-    "bilstm": Family.of(bilstm),
-    "attention_lstm": Family.of(attention_lstm),
-    "seq2seq": Family.of(seq2seq),
-    "midinet": Family.of(midinet),
+    "lstm": Family(lstm),
+    "bilstm": Family(bilstm),
+    "attention_lstm": Family(attention_lstm),
+    "seq2seq": Family(seq2seq),
+    "midinet": Family(midinet),
 }

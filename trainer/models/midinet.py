@@ -15,6 +15,7 @@ import tensorflow as tf
 from keras import layers
 
 from preprocessing import dataset
+from preprocessing.bars import bars_to_piece
 from trainer.data import DataSpec
 
 REPRESENTATIONS = ("bars",)
@@ -156,6 +157,36 @@ class MidiNetGAN(keras.Model):
                 "spectral_norm": self.spectral_norm, "chord_embedding": self.chord_embedding_dim,
                 "prev_to_discriminator": self.prev_to_discriminator,
                 "feature_matching": self.feature_matching, "label_smoothing": self.label_smoothing}
+
+
+def primer(x) -> dict:
+    """Chords of the first eight bars and the bar before the first."""
+    return {"chord": x["chord"][:8], "previous": x["previous"][0]}
+
+
+def sample(model, spec: DataSpec, primer: dict, steps: int, temperature: float = 1.0,
+           seed: int = 0, seq_len: int = 64) -> np.ndarray:
+    """`steps // 16` bars, each from fresh noise, the primer's chords and the bar before it.
+
+    A step sounds the generator's most likely pitch when its probability passes 0.5.
+    """
+    rng = np.random.default_rng(seed)
+    previous = np.asarray(primer["previous"], np.float32)[None]
+    bars = []
+    for b in range(max(1, steps // STEPS)):
+        z = rng.standard_normal((1, model.noise)).astype(np.float32)
+        chord = np.asarray(primer["chord"][b % len(primer["chord"])], np.float32)[None]
+        probs = np.asarray(model.generate(z, chord, previous))[0, ..., 0] ** (1 / temperature)
+        bar = np.zeros_like(probs)
+        on = probs.max(axis=1) > 0.5
+        bar[np.flatnonzero(on), probs.argmax(axis=1)[on]] = 1
+        bars.append(bar)
+        previous = bar[None, ..., None]
+    return np.stack(bars)
+
+
+def to_piece(spec: DataSpec, steps: np.ndarray, vocab=None):
+    return bars_to_piece(steps)
 
 
 def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:

@@ -127,6 +127,26 @@ class TeacherForcingSchedule(keras.callbacks.Callback):
         self.model.teacher_forcing.assign(max(self.floor, self.start * self.decay ** epoch))
 
 
+def primer(x) -> np.ndarray:
+    """The first encoder window."""
+    return x["encoder"][0]
+
+
+def sample(model, spec: DataSpec, primer: np.ndarray, steps: int, temperature: float = 1.0,
+           seed: int = 0, seq_len: int = 64) -> np.ndarray:
+    """Encodes the primer once, then decodes `steps` frames, each key drawn from its Bernoulli."""
+    rng = np.random.default_rng(seed)
+    states = model.encode(np.asarray(primer, np.float32)[None])
+    frame = decoder_inputs(np.zeros((1, 1, spec.keys), np.float32))
+    out = []
+    for _ in range(steps):
+        logits, states = model.decode(frame, states)
+        p = 1 / (1 + np.exp(-np.asarray(logits, np.float64)[0, -1] / temperature))
+        out.append((rng.random(len(p)) < p).astype(np.float32))
+        frame = np.append(out[-1], 0.0).astype(np.float32)[None, None]
+    return np.stack(out)
+
+
 def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     model = Seq2Seq(spec.keys, hp["cell"], hp["layers"], hp["units"], hp["dense"],
                     hp["dropout"], hp["threshold"], name="seq2seq")

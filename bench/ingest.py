@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from preprocessing.dataset import DEFAULT_CACHE  # noqa: E402
+from preprocessing.dataset import cache_root  # noqa: E402
 from preprocessing.piece import InputError  # noqa: E402
 from preprocessing.readers import corpus_paths, read_file  # noqa: E402
 from preprocessing.writers import write_midi  # noqa: E402
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--music21-sample", type=int, default=20)
     args = parser.parse_args()
 
-    files = make_corpus(DEFAULT_CACHE / "bench-piano-midi", args.files)
+    files = make_corpus(cache_root() / "bench-piano-midi", args.files)
     with tempfile.TemporaryDirectory() as out:
         began = time.perf_counter()
         subprocess.run([sys.executable, "-m", "preprocessing", "--input", str(files[0].parent),

@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
 
-    folder = dataset.DEFAULT_CACHE / "bench-bach-notes"
+    folder = dataset.cache_root() / "bench-bach-notes"
     dataset.build(["corpus:bach"], folder, progress=False)
     spec = data_lib.spec_of(folder)
     hp = dict(lstm.DEFAULTS)  # 3 x 512, dropout 0.3, Dense 256

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from preprocessing.dataset import DEFAULT_CACHE, REPRESENTATIONS, Settings, build
+from preprocessing.dataset import REPRESENTATIONS, Settings, build
 from preprocessing.pianoroll import ENCODINGS
 from preprocessing.piece import InputError
 from preprocessing.readers import ReadOptions
@@ -32,7 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--test", type=float, default=0.1)
     parser.add_argument("--limit", type=int, help="use only the first N files")
     parser.add_argument("--workers", type=int, help="processes (default: one per core)")
-    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="parse cache; '' for none")
+    parser.add_argument("--cache-dir", default="default",
+                        help="parse cache: $COMPOSER_CACHE or ~/.cache/composer; '' for none")
     return parser.parse_args(argv)
 
 

@@ -1,4 +1,4 @@
-"""MIDI → WAV through FluidSynth and a General MIDI SoundFont (Debian: fluidsynth, fluid-soundfont-gm)."""
+"""MIDI → WAV through FluidSynth and a General MIDI SoundFont (Debian: fluid-soundfont-gm)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `bars` representation (MidiNet's input): per bar a melody roll, the bar before it, and a chord.
+"""The `bars` representation (MidiNet's input): per bar a melody, the bar before it, a chord.
 
 - melody: [16, 128], at each sixteenth of the bar a one-hot of the highest sounding pitch
   (all zeros where nothing sounds);

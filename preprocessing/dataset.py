@@ -26,14 +26,25 @@ import numpy as np
 
 from preprocessing import bars, notes, pianoroll, transforms
 from preprocessing.piece import InputError, Piece
-from preprocessing.readers import (ReadOptions, check_suffix, content_digest, expand_inputs,
-                                   read_bytes, read_file)
+from preprocessing.readers import (
+    ReadOptions,
+    check_suffix,
+    content_digest,
+    expand_inputs,
+    read_bytes,
+    read_file,
+)
 
 REPRESENTATIONS = ("notes", "pianoroll", "bars")
 SPLITS = ("train", "validation", "test")
 PIECES_PER_SHARD = 2000
 CACHE_VERSION = 1
-DEFAULT_CACHE = Path(os.environ.get("COMPOSER_CACHE", Path.home() / ".cache" / "composer"))
+
+
+def cache_root() -> Path:
+    """The cache folder: $COMPOSER_CACHE, or ~/.cache/composer."""
+    return Path(os.environ.get("COMPOSER_CACHE") or Path.home() / ".cache" / "composer")
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,11 +206,14 @@ def _run(jobs: list, workers: int, progress: bool):
 
 def build(inputs: list[str], out: str | Path, settings: Settings = Settings(), *,
           limit: int | None = None, workers: int | None = None,
-          cache_dir: Path | None = DEFAULT_CACHE, progress: bool = True) -> dict:
+          cache_dir: Path | str | None = "default", progress: bool = True) -> dict:
     """Reads every input, encodes it and writes the dataset folder `out`.
 
     The folder is written beside `out` and moved into place at the end, so a reader never sees
     half a dataset. report.json is written even when nothing usable is left.
+
+    Args:
+        cache_dir: the parse cache; "default" for `cache_root()`, None for no cache.
 
     Returns:
         The summary written to report.json.
@@ -209,7 +223,7 @@ def build(inputs: list[str], out: str | Path, settings: Settings = Settings(), *
     """
     began = time.perf_counter()
     out = Path(out)
-    cache_dir = Path(cache_dir) if cache_dir else None
+    cache_dir = cache_root() if cache_dir == "default" else Path(cache_dir) if cache_dir else None
     files = expand_inputs(inputs, limit)
     workers = workers or min(os.cpu_count() or 1, 8)
     rows, pieces = [], {s: [] for s in SPLITS}

@@ -117,7 +117,7 @@ def _rests(steps: int, max_shift: int) -> list[tuple[str, int, int]]:
 
 def events_to_piece(events, steps_per_quarter: int = 4, qpm: float = 120.0,
                     name: str = "generated") -> Piece:
-    """Decodes (token, duration, shift) events to a piece; unknown tokens and rests sound nothing."""
+    """Decodes (token, duration, shift) events; unknown tokens and rests sound nothing."""
     rows, time = [], 0
     for token, duration, shift in events:
         for p in token_pitches(token):

@@ -1,4 +1,4 @@
-"""Readers: MIDI through symusic (fast), notation formats through music21; inputs expanded to files."""
+"""Readers: MIDI through symusic (fast), notation through music21; inputs expanded to files."""
 
 from __future__ import annotations
 

@@ -35,6 +35,6 @@ def shift_to_c(piece: Piece) -> int:
 
 
 def variants(piece: Piece, to_c: bool = False, augment: int = 0) -> list[Piece]:
-    """The piece (moved to C major / A minor if asked) and, for augment=N, its ±1..N transpositions."""
+    """The piece (in C major / A minor if `to_c`) and, for augment=N, its ±1..N transpositions."""
     base = piece.transposed(shift_to_c(piece)) if to_c else piece
     return [base] + [base.transposed(s) for s in range(-augment, augment + 1) if s]

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from preprocessing.piece import InputError
-from preprocessing.readers import (SUFFIXES, ReadOptions, content_digest, expand_inputs,
-                                   read_file)
+from preprocessing.readers import SUFFIXES, ReadOptions, content_digest, expand_inputs, read_file
 from tests.conftest import BAD_INPUTS, BASS, DRUMS, MELODY, grid_notes, notes_of
 
 

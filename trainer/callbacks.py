@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import os
 from pathlib import Path
 
 import keras
@@ -76,3 +79,39 @@ def _wav_tensor(path: Path):
 
     decoded, _ = tf.audio.decode_wav(tf.io.read_file(str(path)))
     return decoded[None]
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore whose files are replaced atomically: a job killed at any moment leaves a
+    whole backup to resume from (Keras writes its weights file in place)."""
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        weights = f"{self._weights_path}.tmp.weights.h5"
+        self.model.save_weights(weights, overwrite=True)
+        metadata = f"{self._training_metadata_path}.tmp"
+        with open(metadata, "w") as f:
+            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+        os.replace(weights, self._weights_path)
+        os.replace(metadata, self._training_metadata_path)
+
+
+class ResumableCSVLogger(keras.callbacks.CSVLogger):
+    """Appends to the job's metrics.csv across resumed runs, one row per epoch: when a run starts
+    at epoch E (after a resume), rows of epochs >= E, written before the kill, are dropped."""
+
+    def __init__(self, filename: str):
+        super().__init__(filename, append=True)
+        self._first_epoch_seen = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch_seen or not os.path.exists(self.filename):
+            return
+        self._first_epoch_seen = True
+        with open(self.filename, newline="") as f:
+            rows = list(csv.reader(f))
+        kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) < epoch]
+        if len(kept) < len(rows):
+            with open(self.filename, "r+", newline="") as f:  # the logger appends after this
+                csv.writer(f).writerows(kept)
+                f.truncate()

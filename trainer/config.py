@@ -58,10 +58,17 @@ class Config:
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1")
         self.hparams = {**family.defaults, **self.hparams}
+        for name, choices in family.choices.items():
+            if self.hparams[name] not in choices:
+                raise InputError(f"--hparams: {name}={self.hparams[name]!r}; choose from "
+                                 f"{', '.join(choices)}")
         self.job_dir = self.job_dir or str(Path("jobs") / self.model)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self), indent=1))
+
+
+_BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
 def parse_hparams(text: str, model: str) -> dict:
@@ -82,10 +89,9 @@ def parse_hparams(text: str, model: str) -> dict:
         if name not in defaults:
             raise InputError(f"--hparams: {model} has no hparam {name!r}; valid: "
                              f"{', '.join(sorted(defaults))}")
-        kind = type(defaults[name])
+        kind, value = type(defaults[name]), value.strip()
         try:
-            out[name] = (value.strip().lower() in ("1", "true", "yes")) if kind is bool \
-                else kind(value.strip())
-        except ValueError:
+            out[name] = _BOOLS[value.lower()] if kind is bool else kind(value)
+        except (KeyError, ValueError):
             raise InputError(f"--hparams: {name}={value!r} is not a {kind.__name__}") from None
     return out

@@ -1,4 +1,4 @@
-"""Multi-worker training (`--strategy multiworker`): a custom loop under MultiWorkerMirroredStrategy.
+"""`--strategy multiworker`: a custom training loop under MultiWorkerMirroredStrategy.
 
 Keras 3's `model.fit` fails under MultiWorkerMirroredStrategy (keras#20585), so this loop
 distributes the dataset, runs the step with `strategy.run` and averages the loss over the global
@@ -34,7 +34,7 @@ def job_dir_for(job: Path) -> Path:
     return job if index == 0 else job / f".worker-{index}"
 
 
-def per_example_loss(family_hp: dict, y, logits):
+def per_example_loss(hp: dict, y, logits):
     """Loss per example, averaged over time (and keys), summed over event fields."""
     def mean_but_batch(t):
         return tf.reduce_mean(tf.reshape(t, [tf.shape(t)[0], -1]), axis=1)
@@ -42,15 +42,15 @@ def per_example_loss(family_hp: dict, y, logits):
     if isinstance(logits, dict):
         return tf.add_n([mean_but_batch(keras.losses.sparse_categorical_crossentropy(
             y[f], logits[f], from_logits=True)) for f in logits])
-    loss = losses.roll_loss(family_hp["loss"], family_hp["alpha"], family_hp["gamma"])
+    loss = losses.roll_loss(hp["loss"], hp["alpha"], hp["gamma"])
     return mean_but_batch(loss.call(tf.cast(y, logits.dtype), logits))
 
 
-def fit(config: Config, spec: DataSpec, folder: Path, job: Path) -> dict:
+def fit(config: Config, spec: DataSpec, job: Path, train) -> dict:
     """Trains with the custom distributed loop; the chief saves model.keras and metrics.csv."""
     family = MODELS[config.model]  # Config has checked that it has a plain loss
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    x, y = family.arrays(folder, "train", spec, config)
+    x, y = train
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     steps = len(x) // global_batch
     if steps == 0:

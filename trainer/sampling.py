@@ -1,4 +1,4 @@
-"""Step-by-step sampling in Python: the reference for in-graph generation and the sample callback."""
+"""Step-by-step sampling in Python: the sample callback's, and the reference for in-graph loops."""
 
 from __future__ import annotations
 

@@ -59,11 +59,11 @@ def data_settings(config: Config) -> dataset.Settings:
 def data_folder(config: Config, settings: dataset.Settings) -> Path:
     """Where the encoded data lives: keyed by inputs and settings, shared between jobs."""
     key = json.dumps([config.data, config.limit, str(settings)])
-    return dataset.DEFAULT_CACHE / "datasets" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    return dataset.cache_root() / "datasets" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def train_and_evaluate(config: Config) -> dict:
-    """Runs a whole job; returns the final validation metrics."""
+    """Runs a whole job; returns the last epoch's metrics."""
     import keras
 
     from trainer import data as data_lib
@@ -73,6 +73,7 @@ def train_and_evaluate(config: Config) -> dict:
     folder = data_folder(config, settings)
     dataset.build(list(config.data), folder, settings, limit=config.limit)
     spec = data_lib.spec_of(folder)
+    train, val = training.arrays(config, spec, folder)  # fails before anything is written
     job = Path(config.job_dir)
     if config.strategy == "multiworker":
         from trainer import distributed
@@ -84,7 +85,7 @@ def train_and_evaluate(config: Config) -> dict:
     (job / "data").symlink_to(folder.resolve(), target_is_directory=True)
     keras.utils.set_random_seed(config.seed)
     vocab = Vocabulary.load(folder / "vocab.json") if spec.representation == "notes" else None
-    return training.fit(config, spec, folder, job, vocab)
+    return training.fit(config, spec, job, train, val, vocab)
 
 
 def main(argv=None) -> int:

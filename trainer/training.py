@@ -1,4 +1,4 @@
-"""The fit loop of a job: data, strategy, callbacks, and the trained model saved in the job folder."""
+"""A job's fit loop: data, strategy, callbacks, and the trained model saved in the job folder."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import keras
 
 from preprocessing import dataset
+from preprocessing.piece import InputError
 from trainer import callbacks as composer_callbacks
 from trainer import data as data_lib
 from trainer.config import Config
@@ -21,17 +22,31 @@ def strategy_for(name: str):
     return tf.distribute.get_strategy()
 
 
-def fit(config: Config, spec: data_lib.DataSpec, folder: Path, job: Path, vocab=None) -> dict:
-    """Trains `config.model` on the encoded data in `folder`; writes everything under `job`."""
+def arrays(config: Config, spec: data_lib.DataSpec, folder: Path):
+    """(train, validation) arrays; validation is None for GANs and when no piece is held out.
+
+    Raises:
+        InputError: the training split yields no window.
+    """
+    family = MODELS[config.model]
+    train = family.arrays(folder, "train", spec, config)
+    if family.is_gan or not dataset.load_meta(folder)["splits"]["validation"]:
+        return train, None
+    try:
+        return train, family.arrays(folder, "validation", spec, config)
+    except InputError:  # held-out pieces too short for a window
+        return train, None
+
+
+def fit(config: Config, spec: data_lib.DataSpec, job: Path, train, val=None,
+        vocab=None) -> dict:
+    """Trains `config.model` on (inputs, targets) arrays; writes everything under `job`."""
     if config.strategy == "multiworker":
         from trainer import distributed
 
-        return distributed.fit(config, spec, folder, job)
+        return distributed.fit(config, spec, job, train)
     family = MODELS[config.model]
-    x, y = family.arrays(folder, "train", spec, config)
-    # a GAN has no validation loss; the others validate on held-out pieces when there are any
-    has_validation = not family.is_gan and bool(dataset.load_meta(folder)["splits"]["validation"])
-    val = family.arrays(folder, "validation", spec, config) if has_validation else None
+    x, y = train
     train_ds = data_lib.to_dataset(x, y, config.batch_size, shuffle=True, seed=config.seed)
     val_ds = data_lib.to_dataset(*val, config.batch_size, shuffle=False, seed=0) if val else None
     with strategy_for(config.strategy).scope():
@@ -39,17 +54,19 @@ def fit(config: Config, spec: data_lib.DataSpec, folder: Path, job: Path, vocab=
     monitor = "g_loss" if family.is_gan else "val_loss" if val_ds is not None else "loss"
     logs = job / "logs"
     cbs = [
-        keras.callbacks.BackupAndRestore(str(job / "backup")),
+        *([] if family.is_gan else [composer_callbacks.LearningRateLogger()]),
+        # the row before the backup: an epoch killed between the two is run again, and its
+        # earlier row dropped
+        composer_callbacks.ResumableCSVLogger(str(job / "metrics.csv")),
+        composer_callbacks.AtomicBackupAndRestore(str(job / "backup")),
         keras.callbacks.ModelCheckpoint(str(job / "checkpoints" / "best.keras"), monitor=monitor,
                                         mode="min", save_best_only=not family.is_gan),
         *([] if family.is_gan else [
             keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience,
                                           restore_best_weights=True),
             keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
-                                              patience=max(1, config.patience // 2)),
-            composer_callbacks.LearningRateLogger()]),
+                                              patience=max(1, config.patience // 2))]),
         *family.callbacks(config.hparams),
-        keras.callbacks.CSVLogger(str(job / "metrics.csv"), append=True),
         keras.callbacks.TensorBoard(str(logs), histogram_freq=1, update_freq="epoch"),
         composer_callbacks.HParamsLogger(logs, {"model": config.model, **config.hparams,
                                                 "representation": config.representation,
@@ -63,6 +80,6 @@ def fit(config: Config, spec: data_lib.DataSpec, folder: Path, job: Path, vocab=
             seed=config.seed))
     (job / "checkpoints").mkdir(parents=True, exist_ok=True)
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=cbs,
-                        verbose=2)
+                        shuffle=False, verbose=2)  # the dataset shuffles itself
     model.save(job / "model.keras")
     return {k: float(v[-1]) for k, v in history.history.items()}

@@ -16,7 +16,8 @@ class Family:
     `make_arrays(folder, split, spec, config) -> (x, y)`, `primer(x)`, `sample(model, spec,
     primer, steps, temperature, seed, seq_len)`, `to_piece(spec, steps, vocab)`,
     `callbacks(hp) -> list`, `LAST_ONLY = True` (sees whole windows, trains on the last target),
-    `IS_GAN = True` (no loss to monitor), `CUSTOM_OBJECTS` (for loading saved models).
+    `IS_GAN = True` (no loss to monitor), `CUSTOM_OBJECTS` (for loading saved models),
+    `CHOICES` (the allowed values of string hparams).
     """
 
     def __init__(self, module: types.ModuleType):
@@ -27,6 +28,7 @@ class Family:
         self.last_only: bool = getattr(module, "LAST_ONLY", False)
         self.is_gan: bool = getattr(module, "IS_GAN", False)
         self.custom_objects: dict = getattr(module, "CUSTOM_OBJECTS", {})
+        self.choices: dict = getattr(module, "CHOICES", {})
         self.plain_loss = not self.is_gan and not hasattr(module, "make_arrays")
 
     def arrays(self, folder, split: str, spec: data_lib.DataSpec, config):

@@ -9,6 +9,7 @@ from trainer.data import DataSpec
 from trainer.models import common
 
 REPRESENTATIONS = ("notes", "pianoroll")
+CHOICES = common.NEXT_STEP_CHOICES
 DEFAULTS = dict(common.NEXT_STEP_DEFAULTS, layers=3, units=512)
 LAST_ONLY = True
 
@@ -18,7 +19,9 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     for i in range(hp["layers"]):
         lstm = keras.layers.LSTM(hp["units"], return_sequences=i < hp["layers"] - 1,
                                  name=f"lstm_{i}")
-        hidden = keras.layers.Bidirectional(lstm, name="bilstm_0")(hidden) if i == 0 else lstm(hidden)
+        if i == 0:
+            lstm = keras.layers.Bidirectional(lstm, name="bilstm_0")
+        hidden = lstm(hidden)
         hidden = keras.layers.Dropout(hp["dropout"])(hidden)
     model = keras.Model(inp, common.heads(spec, hidden, hp), name="bilstm")
     return common.compile_next_step(model, spec, hp)

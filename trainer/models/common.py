@@ -7,6 +7,7 @@ import keras
 from trainer import losses, metrics
 from trainer.data import DataSpec
 
+NEXT_STEP_CHOICES = {"loss": ("bce", "focal")}
 NEXT_STEP_DEFAULTS = dict(embedding=64, dense=256, dropout=0.3, learning_rate=1e-3,
                           loss="bce", alpha=0.75, gamma=2.0)
 

@@ -8,6 +8,7 @@ from trainer.data import DataSpec
 from trainer.models import common
 
 REPRESENTATIONS = ("notes", "pianoroll")
+CHOICES = common.NEXT_STEP_CHOICES
 DEFAULTS = dict(common.NEXT_STEP_DEFAULTS, layers=3, units=512)
 
 

@@ -61,7 +61,8 @@ class MidiNetGAN(keras.Model):
                  **kwargs):
         super().__init__(**kwargs)
         self.noise, self.filters, self.spectral_norm = noise, filters, spectral_norm
-        self.chord_embedding_dim, self.prev_to_discriminator = chord_embedding, prev_to_discriminator
+        self.chord_embedding_dim = chord_embedding
+        self.prev_to_discriminator = prev_to_discriminator
         self.feature_matching, self.label_smoothing = feature_matching, label_smoothing
         self.embedding = layers.Embedding(25, chord_embedding) if chord_embedding else None
         # conditioner: previous bar [16, 128, 1] → maps at heights 16, 8, 4, 2
@@ -126,7 +127,7 @@ class MidiNetGAN(keras.Model):
         return [v for layer in prefix_layers for v in layer.trainable_weights]
 
     def train_step(self, data):
-        x, _ = data
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         real, chord, previous = x["melody"], x["chord"], x["previous"]
         z = tf.random.normal([tf.shape(real)[0], self.noise])
         bce = keras.losses.BinaryCrossentropy(from_logits=True)

@@ -19,6 +19,7 @@ from trainer import losses, metrics
 from trainer.data import DataSpec
 
 REPRESENTATIONS = ("pianoroll",)
+CHOICES = {"cell": ("lstm", "gru"), "loss": ("bce", "focal")}
 DEFAULTS = dict(cell="lstm", layers=2, units=512, dense=256, dropout=0.5, learning_rate=1e-3,
                 loss="focal", alpha=0.75, gamma=2.0, threshold=0.5, teacher_forcing=1.0,
                 teacher_forcing_decay=0.9, teacher_forcing_floor=0.25)
@@ -84,7 +85,7 @@ class Seq2Seq(keras.Model):
         return logits
 
     def train_step(self, data):
-        x, y = data
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         ratio = self.teacher_forcing
         # pass 1: the model's own predictions under full teacher forcing
         guess = tf.cast(tf.sigmoid(self(x, training=False)) > self.threshold, y.dtype)

@@ -1,0 +1,701 @@
+"""trainer: every model family on real data, causality, the `python -m trainer.task` CLI end to end,
+determinism, resuming an interrupted job, bad input, and the losses / metrics / sampling units.
+
+Everything is real: MIDI files written with mido, datasets built by `preprocessing.dataset`, Keras
+models trained for a step or two, and the CLI run in-process (`trainer.task.main`) or, for the exit
+codes and the kill-and-resume test, as a subprocess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from preprocessing import dataset
+from preprocessing.dataset import Settings, split_of
+from preprocessing.notes import Vocabulary, token_pitches
+from preprocessing.readers import SUFFIXES, content_digest, read_file
+from tests.conftest import BAD_INPUTS, write_midi_file
+from trainer import data as data_lib
+from trainer import losses, metrics, sampling, task
+from trainer.config import Config, parse_hparams
+from trainer.models import MODELS, seq2seq
+
+REPO = Path(__file__).resolve().parents[1]
+SEQ_LEN = 8
+
+# tiny sizes of every family, so a build and a training step take a second or so
+TINY = {
+    "lstm": dict(units=16, layers=1, dense=16),
+    "bilstm": dict(units=16, layers=1, dense=16),
+    "attention_lstm": dict(units=16, dense=16, attention_units=8),
+    "seq2seq": dict(units=16, layers=1, dense=16),
+    "midinet": dict(noise=8, filters=8),
+}
+
+
+def hparams_flag(name: str) -> str:
+    return ",".join(f"{k}={v}" for k, v in TINY[name].items())
+
+
+# --- fixtures: a corpus of real MIDI files, datasets built from it once per module ---------------
+
+@pytest.fixture(scope="module", autouse=True)
+def parse_cache(tmp_path_factory):
+    """One parse cache for the module's in-process runs, away from the user's (COMPOSER_CACHE is
+    read at each call)."""
+    cache = tmp_path_factory.mktemp("trainer-cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("COMPOSER_CACHE", str(cache))
+    yield cache
+    patch.undo()
+
+
+def two_voices(k: int) -> list:
+    """The k-th of a family of distinct 8-bar pieces: a melody on the C major scale over a bass."""
+    rng = np.random.default_rng(k)
+    scale = [0, 2, 4, 5, 7, 9, 11]
+    melody, t = [], 0.0
+    while t < 32:
+        length = float(rng.choice([0.5, 1.0, 1.0, 2.0]))
+        melody.append((60 + scale[rng.integers(7)] + 12 * int(rng.integers(2)), t, length))
+        t += length
+    bass = [(36 + scale[int(rng.integers(7))], 2.0 * b, 2.0) for b in range(16)]
+    return [melody, bass]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """A folder of 8 small MIDI files: 6 in the training split and 2 in the validation split."""
+    folder = tmp_path_factory.mktemp("corpus")
+    wanted, found = {"train": 6, "validation": 2, "test": 0}, {s: 0 for s in dataset.SPLITS}
+    for k in range(500):
+        path = write_midi_file(folder / f"piece{k:03d}.mid", two_voices(k))
+        split = split_of(content_digest(path.read_bytes()))
+        if found[split] < wanted[split]:
+            found[split] += 1
+        else:
+            path.unlink()
+        if found == wanted:
+            return folder
+    raise AssertionError("no piece landed in the validation split")
+
+
+@pytest.fixture(scope="module")
+def datasets(corpus, tmp_path_factory):
+    """(folder, spec) per (representation, encoding), built once."""
+    out = {}
+    for rep, encoding in (("notes", "active"), ("pianoroll", "active"),
+                          ("pianoroll", "onset-sustain"), ("bars", "active")):
+        folder = tmp_path_factory.mktemp(f"ds-{rep}-{encoding}")
+        spec, summary = data_lib.prepare([str(corpus)], folder,
+                                         Settings(representation=rep, encoding=encoding),
+                                         progress=False)
+        assert summary["pieces"] == {"train": 6, "validation": 2, "test": 0}
+        out[rep, encoding] = folder, spec
+    return out
+
+
+def tiny_config(name: str, rep: str, **fields) -> Config:
+    return Config(model=name, representation=rep, seq_len=SEQ_LEN, hparams=dict(TINY[name]),
+                  **fields)
+
+
+def first(arrays, n: int):
+    return {k: v[:n] for k, v in arrays.items()} if isinstance(arrays, dict) else arrays[:n]
+
+
+def run_main(argv: list[str]) -> tuple[int, str, str]:
+    """`trainer.task.main` in this process: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = task.main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse
+            rc = exc.code
+    return rc, out.getvalue(), err.getvalue()
+
+
+def run_cli(*args, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "trainer.task", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+# --- units: losses, metrics, windows, sampling ---------------------------------------------------
+
+def test_focal_loss_with_gamma_0_and_alpha_half_is_half_the_bce():
+    rng = np.random.default_rng(0)
+    y_true = (rng.random((4, 6, 88)) < 0.1).astype("float32")
+    logits = rng.normal(0, 3, (4, 6, 88)).astype("float32")
+    focal = float(losses.FocalLoss(alpha=0.5, gamma=0.0)(y_true, logits))
+    bce = float(keras.losses.BinaryCrossentropy(from_logits=True)(y_true, logits))
+    assert focal == pytest.approx(0.5 * bce, rel=1e-5)
+
+
+def test_focal_loss_known_value_and_down_weighting_of_easy_frames():
+    # one key, logit 0 (p = 0.5), on: alpha * (1 - p)^gamma * ln 2
+    loss = losses.FocalLoss(alpha=0.75, gamma=2.0)
+    assert float(loss(np.ones((1, 1)), np.zeros((1, 1), "float32"))) == \
+        pytest.approx(0.75 * 0.25 * math.log(2), rel=1e-5)
+    # a confidently right silent key costs far less than under the alpha-weighted BCE
+    easy = (np.zeros((1, 1)), np.full((1, 1), -4.0, "float32"))
+    assert float(loss(*easy)) < 0.01 * float(losses.FocalLoss(0.75, 0.0)(*easy))
+    assert isinstance(losses.roll_loss("bce"), keras.losses.BinaryCrossentropy)
+    with pytest.raises(ValueError, match="bce or focal"):
+        losses.roll_loss("hinge")
+
+
+def test_focal_loss_config_round_trip():
+    loss = losses.FocalLoss(alpha=0.3, gamma=1.5)
+    again = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert (type(again), again.alpha, again.gamma) == (losses.FocalLoss, 0.3, 1.5)
+
+
+def test_note_density_is_the_share_of_positive_logits():
+    logits = np.array([[-1.0, 0.0, 2.0, 3.0], [-5.0, -0.1, 0.1, -2.0]], "float32")
+    assert float(metrics.note_density(np.zeros_like(logits), logits)) == pytest.approx(3 / 8)
+    names = [m if isinstance(m, str) else getattr(m, "name", getattr(m, "__name__", ""))
+             for m in metrics.roll_metrics()]
+    assert names == ["precision", "recall", "note_density"]
+
+
+def test_windows_stride_and_padding():
+    piece = np.arange(10)[:, None] * np.ones((1, 3), np.int32)  # [10, 3], row i is i
+    w = data_lib.windows([piece], 4)  # default stride 2: starts 0, 2, 4, 6
+    assert w.shape == (4, 4, 3)
+    assert w[:, 0, 0].tolist() == [0, 2, 4, 6]
+    assert data_lib.windows([piece], 4, stride=3)[:, 0, 0].tolist() == [0, 3, 6]
+    assert data_lib.windows([piece], 10).shape == (1, 10, 3)
+    # a piece shorter than a window: one window, zeros (the OOV / silent step) at the start
+    short = np.array([[5, 1, 1], [6, 2, 2], [7, 3, 3]], np.int32)
+    (padded,) = data_lib.windows([short], 5)
+    assert padded.tolist() == [[0, 0, 0], [0, 0, 0], [5, 1, 1], [6, 2, 2], [7, 3, 3]]
+    # one-step pieces give nothing; several pieces' windows are stacked
+    both = data_lib.windows([np.ones((1, 3), np.int32), short, piece], 5, stride=5)
+    assert len(both) == 1 + 2
+
+
+def test_windows_of_nothing_usable_is_an_input_error():
+    from preprocessing.piece import InputError
+
+    with pytest.raises(InputError, match="no training windows"):
+        data_lib.windows([np.ones((1, 88), np.float32), np.zeros((0, 88), np.float32)], 4)
+
+
+def test_frames_of_onset_sustain_are_onsets_then_holds():
+    roll = np.zeros((2, 88, 2), np.uint8)
+    roll[0, 3, 0] = 1
+    roll[1, 3, 1] = 1
+    f = data_lib.frames(roll)
+    assert f.shape == (2, 176) and f.dtype == np.float32
+    assert np.flatnonzero(f[0]).tolist() == [3] and np.flatnonzero(f[1]).tolist() == [88 + 3]
+
+
+def test_next_step_targets_are_the_inputs_shifted_by_one(datasets):
+    folder, spec = datasets["notes", "active"]
+    x, y = data_lib.next_step_arrays(folder, "train", spec, SEQ_LEN)
+    assert x.dtype == np.int32 and x.shape[1:] == (SEQ_LEN, 3)
+    for i, field in enumerate(data_lib.NOTE_FIELDS):
+        assert y[field].shape == x.shape[:2]
+        np.testing.assert_array_equal(y[field][:, :-1], x[:, 1:, i])
+    _, last = data_lib.next_step_arrays(folder, "train", spec, SEQ_LEN, last_only=True)
+    np.testing.assert_array_equal(last["token"], y["token"][:, -1])
+
+
+@pytest.fixture(scope="module")
+def biased_notes_model(datasets):
+    """A real notes LSTM whose heads put almost all mass on class 0 of every field."""
+    folder, spec = datasets["notes", "active"]
+    model = MODELS["lstm"].build(spec, {**MODELS["lstm"].defaults, **TINY["lstm"]}, SEQ_LEN)
+    for field in data_lib.NOTE_FIELDS:
+        kernel, bias = model.get_layer(field).get_weights()
+        bias[:] = 0
+        bias[0] = 30.0
+        model.get_layer(field).set_weights([np.zeros_like(kernel), bias])
+    x, _ = data_lib.next_step_arrays(folder, "train", spec, SEQ_LEN)
+    return model, spec, x[0]
+
+
+def test_sampling_never_draws_the_oov_token_or_a_zero_duration(biased_notes_model):
+    model, spec, primer = biased_notes_model
+    steps = sampling.sample(model, spec, primer, 12, seed=1, seq_len=SEQ_LEN)
+    assert steps.shape == (12, 3)
+    assert steps[:, 0].min() >= 1 and steps[:, 1].min() >= 1
+    assert steps[:, 0].max() < spec.vocab_size and steps[:, 1].max() <= spec.max_duration
+    # a zero shift (notes together) is allowed: the biased head draws it every time
+    assert steps[:, 2].tolist() == [0] * 12
+
+
+def test_sampling_is_deterministic_by_seed(biased_notes_model):
+    model, spec, primer = biased_notes_model
+    kept = primer.copy()
+    a = sampling.sample(model, spec, primer, 12, seed=7, seq_len=SEQ_LEN)
+    b = sampling.sample(model, spec, primer, 12, seed=7, seq_len=SEQ_LEN)
+    c = sampling.sample(model, spec, primer, 12, seed=8, seq_len=SEQ_LEN)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    # only the new steps come back, and the primer is left as it was
+    assert len(a) == 12
+    np.testing.assert_array_equal(primer, kept)
+
+
+def test_sampling_a_roll_model_gives_binary_frames_and_a_piece(datasets):
+    folder, spec = datasets["pianoroll", "active"]
+    model = MODELS["lstm"].build(spec, {**MODELS["lstm"].defaults, **TINY["lstm"]}, SEQ_LEN)
+    x, _ = data_lib.next_step_arrays(folder, "train", spec, SEQ_LEN)
+    steps = sampling.sample(model, spec, x[0], 6, seed=0, seq_len=SEQ_LEN)
+    assert steps.shape == (6, 88) and set(np.unique(steps)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(steps, sampling.sample(model, spec, x[0], 6, seed=0,
+                                                         seq_len=SEQ_LEN))
+    piece = sampling.to_piece(spec, steps)
+    assert len(piece) == int(steps.sum()) - int((steps[1:] * steps[:-1]).sum())  # runs of on
+
+
+def test_teacher_forcing_schedule_sets_the_ratio_and_history_reports_it(datasets):
+    folder, spec = datasets["pianoroll", "active"]
+    config = tiny_config("seq2seq", "pianoroll")
+    x, y = MODELS["seq2seq"].arrays(folder, "train", spec, config)
+    model = MODELS["seq2seq"].build(spec, config.hparams, SEQ_LEN)
+    schedule = seq2seq.TeacherForcingSchedule(start=0.9, decay=0.5, floor=0.3)
+    history = model.fit(first(x, 16), y[:16], batch_size=8, epochs=4, verbose=0,
+                        callbacks=[schedule])
+    expected = [max(0.3, 0.9 * 0.5 ** e) for e in range(4)]  # 0.9, 0.45, 0.3, 0.3
+    np.testing.assert_allclose(history.history["teacher_forcing"], expected, rtol=1e-6)
+    assert float(model.teacher_forcing.numpy()) == pytest.approx(0.3)
+    # the family's own callbacks build the schedule from the hparams
+    (own,) = MODELS["seq2seq"].callbacks(config.hparams)
+    assert (own.start, own.decay, own.floor) == (1.0, 0.9, 0.25)
+
+
+# --- config and --hparams ------------------------------------------------------------------------
+
+def test_registry():
+    assert {n: f.representations for n, f in MODELS.items()} == {
+        "lstm": ("notes", "pianoroll"), "bilstm": ("notes", "pianoroll"),
+        "attention_lstm": ("notes", "pianoroll"), "seq2seq": ("pianoroll",),
+        "midinet": ("bars",)}
+    assert [n for n, f in MODELS.items() if f.is_gan] == ["midinet"]
+    assert [n for n, f in MODELS.items() if f.last_only] == ["bilstm"]
+
+
+def test_parse_hparams_types_values_like_the_defaults():
+    hp = parse_hparams(" units=32 , dropout=0.25,loss=focal,", "lstm")
+    assert hp == {"units": 32, "dropout": 0.25, "loss": "focal"}
+    assert type(hp["units"]) is int and type(hp["dropout"]) is float
+    assert parse_hparams("spectral_norm=false,noise=4", "midinet") == \
+        {"spectral_norm": False, "noise": 4}
+    assert parse_hparams("spectral_norm=True", "midinet") == {"spectral_norm": True}
+    config = Config(model="seq2seq", hparams={"units": 8})
+    assert config.representation == "pianoroll"
+    assert config.hparams == {**MODELS["seq2seq"].defaults, "units": 8}
+    assert config.job_dir == str(Path("jobs") / "seq2seq")
+
+
+def test_a_bool_hparam_that_is_not_a_bool_is_an_error():
+    # BUG: trainer/config.py parse_hparams turns any text but 1/true/yes into False, so a
+    # typo ("ture", "maybe", "2") silently switches the option off instead of being rejected
+    from preprocessing.piece import InputError
+
+    with pytest.raises(InputError, match="spectral_norm"):
+        parse_hparams("spectral_norm=maybe", "midinet")
+
+
+# --- every family builds, trains a step and saves ------------------------------------------------
+
+CASES = [(n, r, "active") for n, f in MODELS.items() for r in f.representations] + [
+    ("lstm", "pianoroll", "onset-sustain")]
+
+
+def trainable_snapshot(model) -> list[np.ndarray]:
+    return [np.array(v) for v in model.trainable_weights]
+
+
+@pytest.mark.parametrize("name, rep, encoding", CASES, ids=[f"{n}-{r}-{e}" for n, r, e in CASES])
+def test_family_builds_trains_a_step_and_saves(name, rep, encoding, datasets, tmp_path):
+    folder, spec = datasets[rep, encoding]
+    family = MODELS[name]
+    config = tiny_config(name, rep, encoding=encoding)
+    x, y = family.arrays(folder, "train", spec, config)
+    xb, yb = first(x, 4), first(y, 4)
+    model = family.build(spec, config.hparams, SEQ_LEN)
+    out = model(xb) if name != "midinet" else None
+    keys = 176 if encoding == "onset-sustain" else 88
+
+    if rep == "notes":
+        assert x.shape[1:] == (SEQ_LEN, 3)
+        assert set(out) == set(data_lib.NOTE_FIELDS)
+        for field, classes in spec.classes.items():
+            expected = (4, classes) if name == "bilstm" else (4, SEQ_LEN, classes)
+            assert tuple(out[field].shape) == expected, field
+            assert yb[field].shape == expected[:-1]
+        assert spec.classes == {"token": spec.vocab_size, "duration": 33, "shift": 33}
+    elif name == "seq2seq":
+        assert xb["encoder"].shape == (4, SEQ_LEN, keys)
+        assert xb["decoder"].shape == (4, SEQ_LEN, keys + 1)
+        # decoder input: a start frame (flag only), then the targets shifted right
+        assert xb["decoder"][:, 0].tolist() == [[0.0] * keys + [1.0]] * 4
+        np.testing.assert_array_equal(xb["decoder"][:, 1:, :keys], yb[:, :-1])
+        assert tuple(out.shape) == (4, SEQ_LEN, keys)
+    elif rep == "pianoroll":
+        expected = (4, keys) if name == "bilstm" else (4, SEQ_LEN, keys)
+        assert tuple(out.shape) == expected and yb.shape == expected
+        if name == "bilstm":  # the frame after the window
+            _, every = data_lib.next_step_arrays(folder, "train", spec, SEQ_LEN)
+            np.testing.assert_array_equal(yb, every[:4, -1])
+        else:
+            np.testing.assert_array_equal(xb[:, 1:], yb[:, :-1])
+    else:  # midinet
+        assert xb["melody"].shape == xb["previous"].shape == (4, 16, 128, 1)
+        assert xb["chord"].shape == (4, 13)
+        bars = np.asarray(model({"chord": xb["chord"], "previous": xb["previous"]}))
+        assert bars.shape == (4, 16, 128, 1)
+        assert bars.min() >= 0 and bars.max() <= 1
+
+    before = trainable_snapshot(model)
+    history = model.fit(xb, yb, batch_size=4, epochs=1, verbose=0).history
+    after = trainable_snapshot(model)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after)), "no weight changed"
+    if name == "midinet":
+        assert set(history) == {"d_loss", "g_loss"}
+    else:
+        assert "loss" in history
+    assert all(np.isfinite(v[-1]) for v in history.values())
+
+    # saved and loaded back, the model gives the same outputs
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras", custom_objects=family.custom_objects)
+    if name == "midinet":
+        feed = {"chord": xb["chord"], "previous": xb["previous"],
+                "noise": np.random.default_rng(0).normal(size=(4, 8)).astype("float32")}
+    else:
+        feed = xb
+    for a, b in zip(keras.tree.flatten(model(feed)), keras.tree.flatten(again(feed))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, rep", [("seq2seq", "pianoroll"), ("midinet", "bars")])
+def test_custom_train_steps_take_keras_train_on_batch(name, rep, datasets):
+    # BUG: trainer/models/seq2seq.py:87 (`x, y = data`) and midinet.py:128 (`x, _ = data`)
+    # assume 2-tuples; Keras hands train_step (x, y, sample_weight) from train_on_batch (and
+    # from fit with sample weights), so both raise "too many values to unpack"
+    folder, spec = datasets[rep, "active"]
+    family = MODELS[name]
+    x, y = family.arrays(folder, "train", spec, tiny_config(name, rep))
+    model = family.build(spec, {**family.defaults, **TINY[name]}, SEQ_LEN)
+    logs = model.train_on_batch(first(x, 4), first(y, 4), return_dict=True)
+    expected = {"d_loss", "g_loss"} if name == "midinet" else {"loss", "teacher_forcing"}
+    assert expected <= set(logs)
+
+
+def test_the_embedding_hparam_sizes_the_event_embeddings(datasets):
+    folder, spec = datasets["notes", "active"]
+    defaults = MODELS["lstm"].defaults
+
+    def embedding_dims(size):
+        model = MODELS["lstm"].build(spec, {**defaults, **TINY["lstm"], "embedding": size},
+                                     SEQ_LEN)
+        return [model.get_layer(f"{f}_embedding").output_dim for f in data_lib.NOTE_FIELDS]
+
+    small, large = embedding_dims(8), embedding_dims(32)
+    assert small[0] == 8 and large[0] == 32
+    assert small != large
+
+
+# --- causality -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["lstm", "attention_lstm"])
+@pytest.mark.parametrize("rep", ["notes", "pianoroll"])
+def test_outputs_before_t_do_not_see_the_input_at_t(name, rep, datasets):
+    folder, spec = datasets[rep, "active"]
+    seq_len, t = 12, 5
+    config = Config(model=name, representation=rep, seq_len=seq_len, hparams=TINY[name])
+    x, _ = MODELS[name].arrays(folder, "train", spec, config)
+    model = MODELS[name].build(spec, config.hparams, seq_len)
+    a = x[:3].copy()
+    b = a.copy()
+    if rep == "notes":  # another token, duration and shift at t only
+        b[:, t, 0] = (b[:, t, 0] + 3) % spec.vocab_size
+        b[:, t, 1] = (b[:, t, 1] + 5) % (spec.max_duration + 1)
+        b[:, t, 2] = (b[:, t, 2] + 7) % (spec.max_shift + 1)
+    else:
+        b[:, t] = 1 - b[:, t]
+    for out_a, out_b in zip(keras.tree.flatten(model(a)), keras.tree.flatten(model(b))):
+        out_a, out_b = np.asarray(out_a), np.asarray(out_b)
+        np.testing.assert_allclose(out_a[:, :t], out_b[:, :t], rtol=0, atol=1e-6)
+        assert np.abs(out_a[:, t] - out_b[:, t]).max() > 1e-5  # position t does see it
+
+
+# --- the CLI end to end --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def e2e(corpus, tmp_path_factory):
+    """One attention_lstm job on notes, samples every epoch; run through `main` in-process."""
+    job = tmp_path_factory.mktemp("e2e") / "job"
+    rc, out, err = run_main(["--model", "attention_lstm", "--representation", "notes",
+                             "--data", corpus, "--epochs", 2, "--seq-len", SEQ_LEN,
+                             "--batch-size", 16, "--hparams", hparams_flag("attention_lstm"),
+                             "--job-dir", job, "--sample-every", 1, "--seed", 3])
+    return rc, out, err, job
+
+
+def test_cli_job_folder(e2e):
+    rc, out, err, job = e2e
+    assert rc == 0, err
+    printed = json.loads(out.strip().splitlines()[-1])
+    assert printed["job_dir"] == str(job)
+    config = json.loads((job / "config.json").read_text())
+    assert config["model"] == "attention_lstm" and config["representation"] == "notes"
+    assert config["epochs"] == 2 and config["seed"] == 3
+    assert config["hparams"] == {**MODELS["attention_lstm"].defaults, **TINY["attention_lstm"]}
+    assert (job / "checkpoints" / "best.keras").is_file()
+    # the job links the encoded data it trained on
+    assert (job / "data" / "meta.json").is_file()
+
+    rows = read_csv(job / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert [float(r["learning_rate"]) for r in rows] == pytest.approx([1e-3, 1e-3])
+    assert {"loss", "val_loss", "token_loss", "val_token_accuracy"} <= set(rows[0])
+    # what main prints is the last epoch's metrics
+    for key in ("loss", "val_loss", "learning_rate"):
+        assert printed[key] == pytest.approx(float(rows[-1][key]), rel=1e-6)
+
+
+def test_cli_writes_tensorboard_logs(e2e):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    *_, job = e2e
+    logs = job / "logs"
+    assert list(logs.rglob("events.out.tfevents.*"))
+    for run in ("train", "validation"):
+        acc = EventAccumulator(str(logs / run))
+        acc.Reload()
+        assert "epoch_loss" in acc.Tags()["tensors"], run
+        assert [e.step for e in acc.Tensors("epoch_loss")] == [0, 1]
+    root = EventAccumulator(str(logs))
+    root.Reload()
+    tags = set(root.Tags()["tensors"])
+    assert "_hparams_/session_start_info" in tags
+    assert {"sample/notes", "sample/distinct_pitches", "sample/midi"} <= tags
+
+
+def test_cli_model_loads_back_and_reproduces_the_last_validation_loss(e2e):
+    *_, job = e2e
+    family = MODELS["attention_lstm"]
+    model = keras.models.load_model(job / "model.keras", custom_objects=family.custom_objects)
+    config = Config(**{**json.loads((job / "config.json").read_text()), "data": ("x",)})
+    folder = job / "data"
+    x, y = family.arrays(folder, "validation", data_lib.spec_of(folder), config)
+    result = model.evaluate(x, y, batch_size=config.batch_size, verbose=0, return_dict=True)
+    last = read_csv(job / "metrics.csv")[-1]
+    assert result["loss"] == pytest.approx(float(last["val_loss"]), rel=1e-4)
+    assert result["token_loss"] == pytest.approx(float(last["val_token_loss"]), rel=1e-4)
+    best = keras.models.load_model(job / "checkpoints" / "best.keras",
+                                   custom_objects=family.custom_objects)
+    assert best.count_params() == model.count_params()
+
+
+def test_cli_samples_are_midi_files_of_the_vocabulary(e2e):
+    *_, job = e2e
+    samples = sorted((job / "samples").glob("*.mid"))
+    assert [p.name for p in samples] == ["epoch_001.mid", "epoch_002.mid"]
+    vocab = Vocabulary.load(job / "data" / "vocab.json")
+    known = {p for token in vocab.tokens for p in token_pitches(token)}
+    for path in samples:
+        (piece,) = read_file(path)
+        assert len(piece) > 0
+        assert set(piece.pitch.tolist()) <= known, path.name
+
+
+# --- determinism ---------------------------------------------------------------------------------
+
+def test_same_seed_same_losses_other_seed_other_losses(corpus, tmp_path):
+    def losses_of(seed, name):
+        job = tmp_path / name
+        rc, _, err = run_main(["--model", "lstm", "--representation", "notes", "--data", corpus,
+                               "--epochs", 2, "--seq-len", SEQ_LEN, "--batch-size", 16,
+                               "--hparams", hparams_flag("lstm"), "--sample-every", 0,
+                               "--seed", seed, "--job-dir", job])
+        assert rc == 0, err
+        return [(r["loss"], r["val_loss"], r["token_loss"]) for r in read_csv(job / "metrics.csv")]
+
+    first_run, second_run, other = losses_of(5, "a"), losses_of(5, "b"), losses_of(6, "c")
+    assert len(first_run) == 2
+    assert first_run == second_run  # the text of the CSV: bit for bit
+    assert first_run[-1][0] != other[-1][0]
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+def test_unknown_model_is_an_argparse_error_listing_the_choices(tmp_path):
+    job = tmp_path / "job"
+    result = run_cli("--model", "transformer", "--job-dir", job, timeout=120)
+    assert result.returncode == 2
+    (line,) = [s for s in result.stderr.splitlines() if "error:" in s]
+    assert "--model" in line and "transformer" in line
+    for name in MODELS:
+        assert name in line
+    assert not job.exists()
+
+
+@pytest.mark.parametrize("hparams, words", [
+    ("units", ["name=value", "'units'"]),
+    ("units=16,nosuch=3", ["'nosuch'", *MODELS["lstm"].defaults]),  # every valid name
+    ("units=many", ["units", "'many'", "int"]),
+    ("dropout=0.5.1", ["dropout", "'0.5.1'", "float"]),
+])
+def test_malformed_hparams(hparams, words, corpus, tmp_path):
+    job = tmp_path / "job"
+    rc, out, err = run_main(["--model", "lstm", "--data", corpus, "--hparams", hparams,
+                             "--job-dir", job])
+    assert rc == 2
+    (line,) = error_lines(err)
+    assert line.startswith("error: --hparams: ")
+    for word in words:
+        assert word in line, (word, line)
+    assert not job.exists()
+
+
+def test_data_of_only_bad_files(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    for maker, _ in BAD_INPUTS.values():
+        maker(folder, write_midi_file)
+    readable = [p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES]
+    job = tmp_path / "job"
+    rc, _, err = run_main(["--model", "lstm", "--data", folder, "--job-dir", job])
+    assert rc != 0
+    (line,) = error_lines(err)
+    assert line.startswith(f"error: nothing usable in {folder}: all {len(readable)} files skipped")
+    report = Path(line.split("reasons in ")[1].rstrip(")"))
+    rows = json.loads(report.read_text())["files"]
+    assert len(rows) == len(readable) and {r["status"] for r in rows} == {"skipped"}
+    assert not job.exists()
+
+
+def test_representation_a_model_does_not_take(corpus, tmp_path):
+    job = tmp_path / "job"
+    rc, _, err = run_main(["--model", "seq2seq", "--representation", "notes", "--data", corpus,
+                           "--job-dir", job])
+    assert rc != 0
+    assert error_lines(err) == ["error: --representation: seq2seq takes pianoroll, not 'notes'"]
+    assert not job.exists()
+    rc, _, err = run_main(["--model", "midinet", "--representation", "pianoroll",
+                           "--data", corpus, "--job-dir", job])
+    assert rc != 0 and "midinet takes bars" in err
+    assert not job.exists()
+
+
+def test_bad_numbers_are_errors(corpus, tmp_path):
+    job = tmp_path / "job"
+    for flag in ("--epochs", "--batch-size", "--seq-len"):
+        rc, _, err = run_main(["--model", "lstm", "--data", corpus, flag, 0, "--job-dir", job])
+        assert rc != 0 and error_lines(err) == [f"error: {flag} must be >= 1"]
+    assert not job.exists()
+
+
+def test_multiworker_needs_a_cluster_and_a_next_step_model(corpus, tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    job = tmp_path / "job"
+    rc, _, err = run_main(["--model", "lstm", "--data", corpus, "--strategy", "multiworker",
+                           "--job-dir", job])
+    assert rc != 0
+    (line,) = error_lines(err)
+    assert line.startswith("error: --strategy multiworker") and "TF_CONFIG" in line
+    rc, _, err = run_main(["--model", "midinet", "--data", corpus, "--strategy", "multiworker",
+                           "--job-dir", job])
+    assert rc != 0 and error_lines(err)[0].startswith("error: --strategy multiworker: midinet")
+    assert not job.exists()
+
+
+def test_data_without_a_training_window_writes_no_job(tmp_path):
+    # BUG: trainer/task.py train_and_evaluate creates the job folder (config.json, the data
+    # link) before training.fit finds the data unusable (data.windows raises InputError "no training
+    # windows"), so a failed run leaves a half-written job behind
+    folder = tmp_path / "one-note-pieces"
+    for k in range(4):
+        write_midi_file(folder / f"n{k}.mid", [[(60 + k, 0, 0.25)]])  # one event each
+    job = tmp_path / "job"
+    rc, _, err = run_main(["--model", "lstm", "--data", folder, "--job-dir", job])
+    assert rc != 0
+    assert error_lines(err) == ["error: no training windows: the data holds no piece with two "
+                                "or more steps"]
+    assert not job.exists(), sorted(p.name for p in job.iterdir())
+
+
+def test_an_invalid_hparam_value_is_a_clean_error_before_the_job(corpus, tmp_path):
+    # BUG: parse_hparams only checks types, so `loss=hinge` passes; losses.roll_loss then
+    # raises ValueError inside model building, after config.json is written: the CLI dies with a
+    # traceback (exit 1) and leaves a half-written job folder
+    job = tmp_path / "job"
+    try:
+        rc, _, err = run_main(["--model", "lstm", "--representation", "pianoroll", "--data",
+                               corpus, "--hparams", "loss=hinge", "--job-dir", job])
+    except Exception as exc:  # what main lets escape becomes a traceback and exit 1
+        rc, err = f"raised {exc!r}", ""
+    leftover = sorted(p.name for p in job.iterdir()) if job.exists() else []
+    assert rc == 2, rc
+    assert error_lines(err) and error_lines(err)[0].startswith("error: ") and "hinge" in err
+    assert not leftover, leftover
+
+
+# --- resume after a kill -------------------------------------------------------------------------
+
+def test_a_killed_job_resumes_where_it_stopped(corpus, tmp_path):
+    job = tmp_path / "job"
+    epochs = 30
+    cmd = [sys.executable, "-m", "trainer.task", "--model", "lstm", "--representation", "notes",
+           "--data", str(corpus), "--epochs", str(epochs), "--seq-len", str(SEQ_LEN),
+           "--batch-size", "16", "--hparams", hparams_flag("lstm"), "--sample-every", "1000",
+           "--job-dir", str(job)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    metrics_csv = job / "metrics.csv"
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (job / "backup").is_dir() and metrics_csv.exists() \
+                    and len(read_csv(metrics_csv)) >= 1:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the job ended before it could be killed"
+    before = [int(r["epoch"]) for r in read_csv(metrics_csv)]
+    assert before == list(range(len(before))) and 1 <= len(before) < epochs
+    assert not (job / "model.keras").exists()
+
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_csv(metrics_csv)
+    # the rerun continues the epoch count: every epoch once, none from 0 again
+    assert [int(r["epoch"]) for r in rows] == list(range(epochs))
+    # ... from the backed-up weights: a fresh start with the same seed would repeat epoch 0's loss
+    resumed = rows[len(before)]
+    assert float(resumed["loss"]) < float(rows[0]["loss"])
+    assert (job / "model.keras").is_file()
+    assert not (job / "backup").exists()  # removed once training finished

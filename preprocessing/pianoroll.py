@@ -40,6 +40,20 @@ def piece_to_roll(piece: Piece, steps_per_quarter: int = 4,
     return roll
 
 
+def to_frames(roll: np.ndarray) -> np.ndarray:
+    """A roll as float32 model frames [T, keys]: onset-sustain [T, 88, 2] becomes onsets then holds
+    ([T, 176])."""
+    roll = np.asarray(roll, np.float32)
+    return np.concatenate([roll[..., 0], roll[..., 1]], axis=-1) if roll.ndim == 3 else roll
+
+
+def from_frames(frames: np.ndarray, encoding: str) -> np.ndarray:
+    """`to_frames` undone: [T, 88] stays, [T, 176] becomes [T, 88, 2] for onset-sustain."""
+    frames = np.asarray(frames)
+    return np.stack([frames[:, :KEYS], frames[:, KEYS:]], -1) if encoding == "onset-sustain" \
+        else frames
+
+
 def roll_to_piece(roll: np.ndarray, steps_per_quarter: int = 4, qpm: float = 120.0,
                   name: str = "generated") -> Piece:
     """Decodes either encoding (chosen by the array's rank) back to a piece."""

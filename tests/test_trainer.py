@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import pytest
 
-from preprocessing import dataset
+from preprocessing import dataset, pianoroll
 from preprocessing.dataset import Settings, split_of
 from preprocessing.notes import Vocabulary, token_pitches
 from preprocessing.readers import SUFFIXES, content_digest, read_file
@@ -209,9 +209,10 @@ def test_frames_of_onset_sustain_are_onsets_then_holds():
     roll = np.zeros((2, 88, 2), np.uint8)
     roll[0, 3, 0] = 1
     roll[1, 3, 1] = 1
-    f = data_lib.frames(roll)
+    f = pianoroll.to_frames(roll)
     assert f.shape == (2, 176) and f.dtype == np.float32
     assert np.flatnonzero(f[0]).tolist() == [3] and np.flatnonzero(f[1]).tolist() == [88 + 3]
+    assert np.array_equal(pianoroll.from_frames(f, "onset-sustain"), roll)
 
 
 def test_next_step_targets_are_the_inputs_shifted_by_one(datasets):

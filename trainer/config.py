@@ -34,6 +34,8 @@ class Config:
     sample_every: int = 5
     sample_steps: int = 64
     patience: int = 5
+    export_dir: str = "saved_models"
+    export_name: str = ""
 
     def __post_init__(self):
         if self.model not in MODELS:

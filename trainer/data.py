@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocessing import dataset
+from preprocessing import dataset, pianoroll
 from preprocessing.notes import Vocabulary
 from preprocessing.piece import InputError
 
@@ -60,12 +60,6 @@ def spec_of(folder: Path) -> DataSpec:
                     encoding=s["encoding"])
 
 
-def frames(item: np.ndarray) -> np.ndarray:
-    """A stored roll as float32 [T, keys]; onset-sustain [T, 88, 2] becomes onsets then holds."""
-    item = np.asarray(item, np.float32)
-    return np.concatenate([item[..., 0], item[..., 1]], axis=-1) if item.ndim == 3 else item
-
-
 def windows(pieces: list[np.ndarray], length: int, stride: int | None = None) -> np.ndarray:
     """Every window of `length` steps (stride `stride`, default length // 2) of every piece.
 
@@ -96,7 +90,7 @@ def next_step_arrays(folder: Path, split: str, spec: DataSpec, seq_len: int,
             whole window.
     """
     items = dataset.load_split(folder, split)
-    items = [i for i in items] if spec.representation == "notes" else [frames(i) for i in items]
+    items = items if spec.representation == "notes" else [pianoroll.to_frames(i) for i in items]
     w = windows(items, seq_len + 1, stride)
     x, y = w[:, :-1], w[:, 1:]
     if last_only:

@@ -46,7 +46,7 @@ def per_example_loss(hp: dict, y, logits):
     return mean_but_batch(loss.call(tf.cast(y, logits.dtype), logits))
 
 
-def fit(config: Config, spec: DataSpec, job: Path, train) -> dict:
+def fit(config: Config, spec: DataSpec, job: Path, train, vocab=None) -> dict:
     """Trains with the custom distributed loop; the chief saves model.keras and metrics.csv."""
     family = MODELS[config.model]  # Config has checked that it has a plain loss
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
@@ -96,4 +96,8 @@ def fit(config: Config, spec: DataSpec, job: Path, train) -> dict:
             out.writeheader()
             out.writerows(rows)
     model.save(job / "model.keras")
-    return {"loss": rows[-1]["loss"]}
+    if not chief:
+        return {"loss": rows[-1]["loss"]}
+    from trainer.training import export_model
+
+    return {"loss": rows[-1]["loss"], **export_model(config, spec, model, vocab)}

@@ -64,3 +64,19 @@ def uniform_tf(seed, step, stream: int, size):
     bits = _hash_tf(tf.bitwise.bitwise_xor(base[:, None], index[None]))
     uniform = tf.cast((tf.cast(bits, tf.float64) + 0.5) / 2.0**32, tf.float32)
     return tf.clip_by_value(uniform, _LOW, _HIGH)
+
+
+def normal_np(seed, step: int, stream: int, size: int) -> np.ndarray:
+    """Standard normals (Box-Muller over two uniform streams), float32 [len(seed), size]."""
+    u1 = uniform_np(seed, step, 2 * stream, size)
+    u2 = uniform_np(seed, step, 2 * stream + 1, size)
+    return (np.sqrt(-2 * np.log(u1)) * np.cos(np.float32(2 * np.pi) * u2)).astype(np.float32)
+
+
+def normal_tf(seed, step, stream: int, size):
+    """`normal_np` in TensorFlow."""
+    import tensorflow as tf
+
+    u1 = uniform_tf(seed, step, 2 * stream, size)
+    u2 = uniform_tf(seed, step, 2 * stream + 1, size)
+    return tf.sqrt(-2 * tf.math.log(u1)) * tf.cos(np.float32(2 * np.pi) * u2)

@@ -1,4 +1,5 @@
-"""Step-by-step sampling in Python: the sample callback's, and the reference for in-graph loops."""
+"""Step-by-step sampling in NumPy around a Keras model: the sample callback's, and the reference
+that the in-graph loops of `decoders` are tested against (same draws, from `rng`)."""
 
 from __future__ import annotations
 
@@ -6,37 +7,61 @@ import numpy as np
 
 from preprocessing import notes, pianoroll
 from preprocessing.piece import Piece
+from trainer import rng
 from trainer.data import NOTE_FIELDS, DataSpec
+
+NEG = np.float32(-1e9)
+BANNED = {"token": 1, "duration": 1, "shift": 0}  # never drawn: the OOV token, duration 0
+
+
+def categorical(logits, temperature: float, top_k: int, u, banned: int = 0) -> int:
+    """`decoders.categorical` for one row."""
+    logits = np.asarray(logits, np.float32) / np.float32(temperature)
+    logits[:banned] = NEG
+    if top_k > 0:
+        kth = np.sort(logits)[::-1][min(top_k, len(logits)) - 1]
+        logits = np.where(logits < kth, NEG, logits)
+    return int(np.argmax(logits - np.log(-np.log(u))))
+
+
+def bernoulli(logits, temperature: float, threshold: float, u) -> np.ndarray:
+    """`decoders.bernoulli` for one row."""
+    p = 1 / (1 + np.exp(-np.asarray(logits, np.float32) / np.float32(temperature)))
+    return ((p > threshold) if threshold > 0 else (u < p)).astype(np.float32)
 
 
 def sample(model, spec: DataSpec, primer: np.ndarray, steps: int, temperature: float = 1.0,
-           seed: int = 0, seq_len: int = 64) -> np.ndarray:
-    """Continues `primer` by `steps` sampled steps; returns only the new steps.
+           seed: int = 0, window: int | None = None, top_k: int = 0,
+           threshold: float = 0.0) -> np.ndarray:
+    """Continues `primer` by `steps` drawn steps, re-running the model over the history each
+    step (over the last `window` steps, zero-padded, for models that read whole windows).
 
-    Notes models sample each event field from its softmax (the OOV token and zero durations are
-    never drawn); roll models draw every key from its Bernoulli.
+    Returns:
+        Only the new steps: [steps, 3] events or [steps, keys] frames.
     """
-    rng = np.random.default_rng(seed)
     seq = list(np.asarray(primer))
-    for _ in range(steps):
-        out = model(np.asarray(seq[-seq_len:])[None], training=False)
+    seeds = np.asarray([seed], np.int64)
+    for i in range(steps):
+        history = np.asarray(seq)
+        if window is not None:
+            history = history[-window:]
+            pad = np.zeros((window - len(history), *history.shape[1:]), history.dtype)
+            history = np.concatenate([pad, history])
+        out = model(history[None], training=False)
         if spec.representation == "notes":
-            event = []
-            for field in NOTE_FIELDS:
-                logits = _last(out[field]) / temperature
-                logits[: 1 if field in ("token", "duration") else 0] = -np.inf
-                p = np.exp(logits - logits.max())
-                event.append(rng.choice(len(p), p=p / p.sum()))
+            event = [categorical(_last(out[f]), temperature, top_k,
+                                 rng.uniform_np(seeds, i, s, c)[0], BANNED[f])
+                     for s, (f, c) in enumerate(spec.classes.items())]
             seq.append(np.asarray(event, np.int32))
         else:
-            p = 1 / (1 + np.exp(-_last(out) / temperature))
-            seq.append((rng.random(len(p)) < p).astype(np.float32))
+            seq.append(bernoulli(_last(out), temperature, threshold,
+                                 rng.uniform_np(seeds, i, 0, spec.keys)[0]))
     return np.asarray(seq[len(primer):])
 
 
 def _last(output) -> np.ndarray:
     """Logits of the last position, for models that output every position or only the last."""
-    output = np.asarray(output, np.float64)[0]
+    output = np.asarray(output)[0]
     return output[-1] if output.ndim == 2 else output
 
 
@@ -44,7 +69,5 @@ def to_piece(spec: DataSpec, steps: np.ndarray, vocab: notes.Vocabulary | None =
     """Decodes generated steps (event ids or frames) to a piece."""
     if spec.representation == "notes":
         return notes.events_to_piece(vocab.decode(steps), spec.steps_per_quarter)
-    frames = np.asarray(steps)
-    if spec.encoding == "onset-sustain":
-        frames = np.stack([frames[:, :88], frames[:, 88:]], axis=-1)
-    return pianoroll.roll_to_piece(frames, spec.steps_per_quarter)
+    return pianoroll.roll_to_piece(pianoroll.from_frames(steps, spec.encoding),
+                                   spec.steps_per_quarter)

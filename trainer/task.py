@@ -39,6 +39,9 @@ def parse_args(argv=None) -> Config:
     parser.add_argument("--job-dir", default="")
     parser.add_argument("--strategy", default="default", choices=STRATEGIES)
     parser.add_argument("--limit", type=int, help="use only the first N input files")
+    parser.add_argument("--export-dir", default=Config.export_dir,
+                        help="SavedModels go to EXPORT_DIR/NAME/<version>/; '' to skip")
+    parser.add_argument("--export-name", default="", help="NAME (default: the model family)")
     parser.add_argument("--sample-every", type=int, default=Config.sample_every,
                         help="epochs between samples (0: none)")
     args = parser.parse_args(argv)
@@ -47,7 +50,8 @@ def parse_args(argv=None) -> Config:
                   epochs=args.epochs, batch_size=args.batch_size, seq_len=args.seq_len,
                   hparams=parse_hparams(args.hparams, args.model), seed=args.seed,
                   job_dir=args.job_dir, strategy=args.strategy, limit=args.limit,
-                  sample_every=args.sample_every)
+                  sample_every=args.sample_every, export_dir=args.export_dir,
+                  export_name=args.export_name)
 
 
 def data_settings(config: Config) -> dataset.Settings:

@@ -44,7 +44,7 @@ def fit(config: Config, spec: data_lib.DataSpec, job: Path, train, val=None,
     if config.strategy == "multiworker":
         from trainer import distributed
 
-        return distributed.fit(config, spec, job, train)
+        return distributed.fit(config, spec, job, train, vocab)
     family = MODELS[config.model]
     x, y = train
     train_ds = data_lib.to_dataset(x, y, config.batch_size, shuffle=True, seed=config.seed)
@@ -82,4 +82,16 @@ def fit(config: Config, spec: data_lib.DataSpec, job: Path, train, val=None,
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=cbs,
                         shuffle=False, verbose=2)  # the dataset shuffles itself
     model.save(job / "model.keras")
-    return {k: float(v[-1]) for k, v in history.history.items()}
+    return {**{k: float(v[-1]) for k, v in history.history.items()},
+            **export_model(config, spec, model, vocab)}
+
+
+def export_model(config: Config, spec: data_lib.DataSpec, model, vocab=None) -> dict:
+    """Exports the trained model as the next SavedModel version, unless --export-dir is ''."""
+    if not config.export_dir:
+        return {}
+    from trainer import export
+
+    path = export.export(model, config.model, spec, config.seq_len, config.export_dir,
+                         config.export_name or None, vocab)
+    return {"export": str(path)}

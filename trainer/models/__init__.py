@@ -44,8 +44,11 @@ class Family:
 
     def sample(self, model, spec, primer, steps: int, temperature: float = 1.0, seed: int = 0,
                seq_len: int = 64):
-        return getattr(self.module, "sample", sampling.sample)(
-            model, spec, primer, steps, temperature, seed, seq_len)
+        """Continues `primer` in NumPy (the callback's samples, the in-graph loops' reference)."""
+        if hasattr(self.module, "sample"):
+            return self.module.sample(model, spec, primer, steps, temperature, seed, seq_len)
+        window = seq_len if self.last_only else None  # causal models read their whole history
+        return sampling.sample(model, spec, primer, steps, temperature, seed, window)
 
     def to_piece(self, spec, steps, vocab=None):
         return getattr(self.module, "to_piece", sampling.to_piece)(spec, steps, vocab)

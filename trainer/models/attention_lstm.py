@@ -15,7 +15,7 @@ CUSTOM_OBJECTS = SeqSelfAttention.get_custom_objects()
 
 
 def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
-    inp, hidden = common.inputs(spec, hp, seq_len)
+    inp, hidden = common.inputs(spec, hp)
     hidden = keras.layers.LSTM(hp["units"], return_sequences=True, name="lstm_0")(hidden)
     # history_only: position t attends to steps <= t, so every position is a fair target
     hidden = SeqSelfAttention(units=hp["attention_units"], attention_width=hp["attention_width"],

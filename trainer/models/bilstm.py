@@ -15,7 +15,7 @@ LAST_ONLY = True
 
 
 def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
-    inp, hidden = common.inputs(spec, hp, seq_len)
+    inp, hidden = common.inputs(spec, hp)
     for i in range(hp["layers"]):
         lstm = keras.layers.LSTM(hp["units"], return_sequences=i < hp["layers"] - 1,
                                  name=f"lstm_{i}")

@@ -12,18 +12,19 @@ NEXT_STEP_DEFAULTS = dict(embedding=64, dense=256, dropout=0.3, learning_rate=1e
                           loss="bce", alpha=0.75, gamma=2.0)
 
 
-def inputs(spec: DataSpec, hp: dict, seq_len: int | None = None):
+def inputs(spec: DataSpec, hp: dict):
     """The model input and its per-step features: field embeddings (notes) or frames (rolls).
 
-    The token embedding has `hp["embedding"]` dimensions; duration and shift at most 16.
+    Any length of input is accepted (generation runs over whole histories). The token
+    embedding has `hp["embedding"]` dimensions; duration and shift at most 16.
     """
     if spec.representation == "notes":
-        events = keras.Input((seq_len, 3), dtype="int32", name="events")
+        events = keras.Input((None, 3), dtype="int32", name="events")
         embedded = [keras.layers.Embedding(
             n, hp["embedding"] if f == "token" else min(16, hp["embedding"]),
             name=f"{f}_embedding")(events[..., i]) for i, (f, n) in enumerate(spec.classes.items())]
         return events, keras.layers.Concatenate()(embedded)
-    frames = keras.Input((seq_len, spec.keys), name="frames")
+    frames = keras.Input((None, spec.keys), name="frames")
     return frames, frames
 
 

@@ -15,7 +15,7 @@ DEFAULTS = dict(common.NEXT_STEP_DEFAULTS, layers=3, units=512)
 def build(spec: DataSpec, hp: dict, seq_len: int | None = None,
           last_only: bool = False) -> keras.Model:
     """A compiled next-step model; `last_only` predicts from the last position only (seq-to-one)."""
-    inp, hidden = common.inputs(spec, hp, seq_len)
+    inp, hidden = common.inputs(spec, hp)
     for i in range(hp["layers"]):
         hidden = keras.layers.LSTM(hp["units"], return_sequences=True, name=f"lstm_{i}")(hidden)
         hidden = keras.layers.Dropout(hp["dropout"])(hidden)

@@ -16,6 +16,7 @@ from keras import layers
 
 from preprocessing import dataset
 from preprocessing.bars import bars_to_piece
+from trainer import rng
 from trainer.data import DataSpec
 
 REPRESENTATIONS = ("bars",)
@@ -167,23 +168,25 @@ def primer(x) -> dict:
 
 def sample(model, spec: DataSpec, primer: dict, steps: int, temperature: float = 1.0,
            seed: int = 0, seq_len: int = 64) -> np.ndarray:
-    """`steps // 16` bars, each from fresh noise, the primer's chords and the bar before it.
-
-    A step sounds the generator's most likely pitch when its probability passes 0.5.
-    """
-    rng = np.random.default_rng(seed)
+    """`steps // 16` bars, each from fresh noise, the primer's chords and the bar before it."""
+    seeds = np.asarray([seed], np.int64)
     previous = np.asarray(primer["previous"], np.float32)[None]
     bars = []
     for b in range(max(1, steps // STEPS)):
-        z = rng.standard_normal((1, model.noise)).astype(np.float32)
+        z = rng.normal_np(seeds, b, 0, model.noise)
         chord = np.asarray(primer["chord"][b % len(primer["chord"])], np.float32)[None]
-        probs = np.asarray(model.generate(z, chord, previous))[0, ..., 0] ** (1 / temperature)
-        bar = np.zeros_like(probs)
-        on = probs.max(axis=1) > 0.5
-        bar[np.flatnonzero(on), probs.argmax(axis=1)[on]] = 1
+        bar = melody(np.asarray(model.generate(z, chord, previous))[0, ..., 0])
         bars.append(bar)
         previous = bar[None, ..., None]
     return np.stack(bars)
+
+
+def melody(probs: np.ndarray) -> np.ndarray:
+    """[16, 128] probabilities → one-hot melody: the likeliest pitch where it passes 0.5."""
+    bar = np.zeros_like(probs)
+    on = probs.max(axis=1) > 0.5
+    bar[np.flatnonzero(on), probs.argmax(axis=1)[on]] = 1
+    return bar
 
 
 def to_piece(spec: DataSpec, steps: np.ndarray, vocab=None):

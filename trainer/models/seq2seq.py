@@ -13,9 +13,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from preprocessing import dataset
+from preprocessing import dataset, pianoroll
 from trainer import data as data_lib
-from trainer import losses, metrics
+from trainer import losses, metrics, rng, sampling
 from trainer.data import DataSpec
 
 REPRESENTATIONS = ("pianoroll",)
@@ -27,7 +27,7 @@ DEFAULTS = dict(cell="lstm", layers=2, units=512, dense=256, dropout=0.5, learni
 
 def make_arrays(folder, split: str, spec: DataSpec, config):
     """Windows of 2T frames: the first T feed the encoder, the last T are the targets."""
-    items = [data_lib.frames(i) for i in dataset.load_split(folder, split)]
+    items = [pianoroll.to_frames(i) for i in dataset.load_split(folder, split)]
     w = data_lib.windows(items, 2 * config.seq_len, stride=config.seq_len)
     encoder, target = w[:, :config.seq_len], w[:, config.seq_len:]
     return {"encoder": encoder, "decoder": decoder_inputs(target)}, target
@@ -136,14 +136,14 @@ def primer(x) -> np.ndarray:
 def sample(model, spec: DataSpec, primer: np.ndarray, steps: int, temperature: float = 1.0,
            seed: int = 0, seq_len: int = 64) -> np.ndarray:
     """Encodes the primer once, then decodes `steps` frames, each key drawn from its Bernoulli."""
-    rng = np.random.default_rng(seed)
+    seeds = np.asarray([seed], np.int64)
     states = model.encode(np.asarray(primer, np.float32)[None])
     frame = decoder_inputs(np.zeros((1, 1, spec.keys), np.float32))
     out = []
-    for _ in range(steps):
+    for i in range(steps):
         logits, states = model.decode(frame, states)
-        p = 1 / (1 + np.exp(-np.asarray(logits, np.float64)[0, -1] / temperature))
-        out.append((rng.random(len(p)) < p).astype(np.float32))
+        out.append(sampling.bernoulli(np.asarray(logits)[0, -1], temperature, 0.0,
+                                      rng.uniform_np(seeds, i, 0, spec.keys)[0]))
         frame = np.append(out[-1], 0.0).astype(np.float32)[None, None]
     return np.stack(out)
 

@@ -1,0 +1,78 @@
+"""MIDI ⇄ the `generate` signature's tensors, read from a model's `metadata`: shared by local
+generation and the serving client, so neither needs the training flags."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from preprocessing import bars, notes, pianoroll
+from preprocessing.piece import InputError, Piece
+
+STEP_UNITS = {"notes": "events", "pianoroll": "frames", "bars": "bars"}
+
+
+def metadata_from_outputs(outputs: dict) -> dict:
+    """The `metadata` signature's outputs (tensors or arrays) as plain Python values."""
+    out = {}
+    for key, value in outputs.items():
+        value = np.asarray(value).item()
+        out[key] = value.decode() if isinstance(value, bytes) else value
+    return out
+
+
+def read_primer(path: str | None) -> Piece:
+    """The primer file's first piece, or, without one, the first Bach chorale of music21."""
+    from preprocessing.readers import corpus_paths, read_file
+
+    return read_file(path if path is not None else corpus_paths("bach")[0])[0]
+
+
+def primer_steps(piece: Piece, meta: dict, length: int | None = None):
+    """The primer in the model's representation: its first `length` steps (default: window)."""
+    length = length or int(meta["window"])
+    rep = meta["representation"]
+    if rep == "notes":
+        events = notes.piece_to_events(piece, meta["steps_per_quarter"], meta["max_duration"],
+                                       meta["max_shift"])
+        return [notes.event_string(e) for e in events[:length]]
+    if rep == "pianoroll":
+        roll = pianoroll.piece_to_roll(piece, meta["steps_per_quarter"], meta["encoding"])
+        if not len(roll):
+            raise InputError(f"{piece.name}: no notes inside the piano's range")
+        return pianoroll.to_frames(roll[:length])
+    return bars.piece_to_bars(piece)["chord"][:length]
+
+
+def generate_inputs(primer, meta: dict, steps: int, temperature: float = 1.0, top_k: int = 0,
+                    seed: int = 0, threshold: float = 0.0) -> dict[str, np.ndarray]:
+    """The `generate` inputs for one request (batch of 1), by representation."""
+    rep = meta["representation"]
+    if rep == "bars":
+        return {"chords": np.asarray(primer, np.float32)[None],
+                "num_bars": np.asarray([steps], np.int32), "seed": np.asarray([seed], np.int64)}
+    common = {"num_steps": np.asarray([steps], np.int32),
+              "temperature": np.asarray([temperature], np.float32),
+              "seed": np.asarray([seed], np.int64)}
+    if rep == "notes":
+        return {"primer": np.asarray([primer], object), "top_k": np.asarray([top_k], np.int32),
+                **common}
+    return {"primer": np.asarray(primer, np.float32)[None],
+            "threshold": np.asarray([threshold], np.float32), **common}
+
+
+def to_piece(primer, outputs: dict, meta: dict, qpm: float = 120.0) -> tuple[Piece, float]:
+    """The primer followed by the generated steps, and where the primer ends (quarter notes)."""
+    rep, spq = meta["representation"], meta["steps_per_quarter"]
+    if rep == "notes":
+        generated = [s.decode() if isinstance(s, bytes) else str(s)
+                     for s in np.asarray(outputs["tokens"])[0]]
+        events = [notes.parse_event_string(s) for s in [*primer, *generated] if s]
+        primer_end = sum(shift for _, _, shift in map(notes.parse_event_string, primer)) / spq
+        return notes.events_to_piece(events, spq, qpm), primer_end
+    if rep == "pianoroll":
+        frames = np.concatenate([primer, np.asarray(outputs["frames"])[0]])
+        roll = pianoroll.from_frames(frames, meta["encoding"])
+        return pianoroll.roll_to_piece(roll, spq, qpm), len(primer) / spq
+    melody = np.asarray(outputs["bars"])[0]
+    chords = np.resize(np.asarray(primer), (len(melody), bars.CHORD_DIM))
+    return bars.bars_to_piece(melody, chords, qpm=qpm), 0.0

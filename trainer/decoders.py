@@ -1,0 +1,237 @@
+"""In-graph generation: trained models run one step at a time inside a TensorFlow loop.
+
+Recurrent layers run their cells and carry (h, c); causal self-attention keeps the last
+`attention_width` inputs it attends to; `bilstm`, which reads whole windows, re-reads a rolling
+window. Draws use `rng` (per-row counter-based), so a row's output depends on its own seed only,
+and `sampling` reproduces every draw in NumPy.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras_self_attention import SeqSelfAttention
+
+from trainer import rng
+from trainer.data import NOTE_FIELDS, DataSpec
+from trainer.sampling import BANNED, NEG
+
+
+def categorical(logits, temperature, top_k, u, banned: int = 0):
+    """One class per row: Gumbel-max over logits / temperature, within the row's top k (0: all).
+
+    Args:
+        logits: [B, V]; temperature: [B] (> 0); top_k: [B] int32; u: uniforms [B, V].
+        banned: classes 0..banned-1 are never drawn.
+    """
+    logits = logits / temperature[:, None]
+    if banned:
+        logits = tf.concat([tf.fill([tf.shape(logits)[0], banned], NEG), logits[:, banned:]], 1)
+    classes = tf.shape(logits)[1]
+
+    def keep_top_k():
+        k = tf.where(top_k > 0, tf.minimum(top_k, classes), classes)
+        kth = tf.gather(tf.sort(logits, direction="DESCENDING"), k - 1, batch_dims=1)
+        return tf.where(logits < kth[:, None], NEG, logits)
+
+    logits = tf.cond(tf.reduce_any(top_k > 0), keep_top_k, lambda: logits)
+    return tf.argmax(logits - tf.math.log(-tf.math.log(u)), axis=1, output_type=tf.int32)
+
+
+def bernoulli(logits, temperature, threshold, u):
+    """Frames: each key on with probability sigmoid(logit / temperature), or, for rows whose
+    threshold is > 0, on where that probability passes it."""
+    p = tf.sigmoid(logits / temperature[:, None])
+    on = tf.where(threshold[:, None] > 0, p > threshold[:, None], u < p)
+    return tf.cast(on, tf.float32)
+
+
+def _select(mask, new, old):
+    """Per row: `new` where mask, else `old`, over matching structures of [B, ...] tensors."""
+    def pick(n, o):
+        m = tf.reshape(mask, tf.concat([tf.shape(mask), tf.ones([tf.rank(n) - 1], tf.int32)], 0))
+        return tf.where(m, n, o)
+
+    return tf.nest.map_structure(pick, new, old)
+
+
+def disable_cudnn(model: keras.Model) -> None:
+    """Keep Keras from baking CuDNN kernels into the graph when a GPU is visible at export, so
+    the SavedModel serves on CPUs too (keras#18504)."""
+    for layer in model._flatten_layers(include_self=False):
+        if hasattr(layer, "use_cudnn"):
+            layer.use_cudnn = False
+
+
+class Recurrent(tf.Module):
+    """One step of `lstm` / `attention_lstm` (either representation) from its trained layers."""
+
+    def __init__(self, model: keras.Model, spec: DataSpec):
+        super().__init__()
+        self.model, self.notes = model, spec.representation == "notes"
+        self.stack = [layer for layer in model.layers
+                      if isinstance(layer, (keras.layers.LSTM, SeqSelfAttention))]
+        self.dense = model.get_layer("dense")
+        if self.notes:
+            self.embeddings = [model.get_layer(f"{f}_embedding") for f in NOTE_FIELDS]
+            self.heads = [model.get_layer(f) for f in NOTE_FIELDS]
+        else:
+            self.heads = [model.get_layer("frame")]
+
+    def initial_state(self, batch):
+        state, width = [], None
+        for layer in self.stack:
+            if isinstance(layer, keras.layers.LSTM):
+                width = layer.units
+                state.append((tf.zeros([batch, width]), tf.zeros([batch, width])))
+            else:
+                w = layer.attention_width
+                state.append((tf.zeros([batch, w, width]), tf.zeros([batch, w, layer.units]),
+                              tf.zeros([batch], tf.int32)))
+        return state
+
+    def step(self, x, state):
+        """x: an event [B, 3] or a frame [B, K] → (list of logits per head, new state)."""
+        h = tf.concat([emb(x[:, i]) for i, emb in enumerate(self.embeddings)], -1) \
+            if self.notes else x
+        new = []
+        for layer, s in zip(self.stack, state):
+            if isinstance(layer, keras.layers.LSTM):
+                h, (hh, cc) = layer.cell(h, list(s))
+                new.append((hh, cc))
+            else:
+                h, s = _attend(layer, h, s)
+                new.append(s)
+        hidden = self.dense(h)
+        return [head(hidden) for head in self.heads], new
+
+
+def _attend(layer: SeqSelfAttention, x, state):
+    """SeqSelfAttention (additive, history_only) for the newest step over the kept window."""
+    values, keys, count = state
+    values = tf.concat([values[:, 1:], x[:, None]], 1)
+    keys = tf.concat([keys[:, 1:], tf.matmul(x, layer.Wx)[:, None]], 1)
+    count = count + 1
+    h = tf.tanh(tf.matmul(x, layer.Wt)[:, None] + keys + layer.bh)
+    e = tf.squeeze(tf.matmul(h, layer.Wa), -1) + layer.ba
+    if layer.attention_activation is not None:
+        e = layer.attention_activation(e)
+    width = layer.attention_width
+    filled = tf.range(width)[None] >= width - tf.minimum(count, width)[:, None]
+    e -= 10000.0 * (1.0 - tf.cast(filled, e.dtype))
+    a = tf.nn.softmax(e, axis=-1)
+    return tf.reduce_sum(a[..., None] * values, axis=1), (values, keys, count)
+
+
+class Window(tf.Module):
+    """One step of a model that reads whole windows (`bilstm`): the window rolls by one."""
+
+    def __init__(self, model: keras.Model, spec: DataSpec, window: int):
+        super().__init__()
+        self.model, self.notes, self.window = model, spec.representation == "notes", window
+        self.width = [3] if self.notes else [spec.keys]
+        self.dtype = tf.int32 if self.notes else tf.float32
+
+    def initial_state(self, batch):
+        return tf.zeros([batch, self.window, *self.width], self.dtype)  # the training padding
+
+    def step(self, x, window):
+        window = tf.concat([window[:, 1:], tf.cast(x, self.dtype)[:, None]], 1)
+        out = self.model(window, training=False)
+        return ([out[f] for f in NOTE_FIELDS] if self.notes else [out]), window
+
+
+def generate_next_step(decoder, spec: DataSpec, primer, valid, num_steps, temperature, top_k,
+                       threshold, seed):
+    """Feeds each row's primer (where `valid`), then draws `max(num_steps)` steps.
+
+    Returns:
+        [B, n, 3] int32 events (notes) or [B, n, keys] float32 frames.
+    """
+    batch, length = tf.shape(primer)[0], tf.shape(primer)[1]
+    classes = list(spec.classes.values()) if spec.representation == "notes" else [spec.keys]
+    last = [tf.zeros([batch, c]) for c in classes]
+
+    def feed(t, state, last):
+        out, new = decoder.step(primer[:, t], state)
+        return t + 1, _select(valid[:, t], new, state), _select(valid[:, t], out, last)
+
+    _, state, last = tf.while_loop(lambda t, *_: t < length, feed,
+                                   (0, decoder.initial_state(batch), last))
+
+    def draw(i, logits):
+        if spec.representation == "notes":
+            return tf.stack([categorical(lg, temperature, top_k,
+                                         rng.uniform_tf(seed, i, s, c), BANNED[f])
+                             for s, (f, lg, c) in enumerate(zip(NOTE_FIELDS, logits, classes))],
+                            axis=1)
+        return bernoulli(logits[0], temperature, threshold,
+                         rng.uniform_tf(seed, i, 0, spec.keys))
+
+    steps = tf.reduce_max(num_steps)
+    out = tf.TensorArray(tf.int32 if spec.representation == "notes" else tf.float32, steps)
+
+    def body(i, state, last, out):
+        x = draw(i, last)
+        last, state = decoder.step(x, state)
+        return i + 1, state, last, out.write(i, x)
+
+    *_, out = tf.while_loop(lambda i, *_: i < steps, body, (0, state, last, out))
+    return batch_major(out.stack())
+
+
+def batch_major(stacked):
+    """[n, B, ...] → [B, n, ...]."""
+    return tf.transpose(stacked, tf.concat([[1, 0], tf.range(2, tf.rank(stacked))], 0))
+
+
+def generate_seq2seq(model, spec: DataSpec, primer, num_steps, temperature, threshold, seed):
+    """`seq2seq`: the encoder reads the primer once; the decoder writes max(num_steps) frames."""
+    batch, length = tf.shape(primer)[0], tf.shape(primer)[1]
+
+    def zeros(layer):
+        n = 2 if isinstance(layer, keras.layers.LSTM) else 1
+        return [tf.zeros([batch, layer.units]) for _ in range(n)]
+
+    def run(layers, x, states):
+        new = []
+        for layer, state in zip(layers, states):
+            x, state = layer.cell(x, state)
+            new.append(list(state))
+        return x, new
+
+    _, states = tf.while_loop(lambda t, s: t < length,
+                              lambda t, s: (t + 1, run(model.encoder, primer[:, t], s)[1]),
+                              (0, [zeros(layer) for layer in model.encoder]))
+    frame = tf.concat([tf.zeros([batch, spec.keys]), tf.ones([batch, 1])], 1)  # start
+    steps = tf.reduce_max(num_steps)
+
+    def body(i, frame, states, out):
+        h, states = run(model.decoder, frame, states)
+        x = bernoulli(model.logits(model.hidden(h)), temperature, threshold,
+                      rng.uniform_tf(seed, i, 0, spec.keys))
+        return i + 1, tf.concat([x, tf.zeros([batch, 1])], 1), states, out.write(i, x)
+
+    *_, out = tf.while_loop(lambda i, *_: i < steps, body,
+                            (0, frame, states, tf.TensorArray(tf.float32, steps)))
+    return batch_major(out.stack())
+
+
+def generate_midinet(model, chords, num_bars, seed):
+    """`midinet`: max(num_bars) bars [B, n, 16, 128], bar b over chord b (cycling the chords),
+    each conditioned on the bar before it; a step sounds its likeliest pitch when p > 0.5."""
+    batch, count = tf.shape(chords)[0], tf.shape(chords)[1]
+    steps = tf.reduce_max(num_bars)
+
+    def body(b, previous, out):
+        z = rng.normal_tf(seed, b, 0, model.noise)
+        probs = model.generate(z, chords[:, b % count], previous)[..., 0]
+        on = tf.reduce_max(probs, axis=-1) > 0.5
+        bar = tf.one_hot(tf.argmax(probs, axis=-1), probs.shape[-1]) * tf.cast(on, tf.float32)[
+            ..., None]
+        return b + 1, bar[..., None], out.write(b, bar)
+
+    previous = tf.zeros([batch, 16, 128, 1])
+    *_, out = tf.while_loop(lambda b, *_: b < steps, body,
+                            (0, previous, tf.TensorArray(tf.float32, steps)))
+    return batch_major(out.stack())

@@ -1,0 +1,88 @@
+"""`python -m trainer.generate`: compose with an exported SavedModel, in this process.
+
+    python -m trainer.generate --model saved_models/attention_lstm --steps 500 --seed 7 \\
+        --out out.mid --wav out.wav --png roll.png
+
+Without --primer, the primer is the start of the first Bach chorale that ships with music21.
+--steps counts the model's steps: events (notes), frames (pianoroll) or bars (midinet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from preprocessing import audio, plot, requests
+from preprocessing.piece import InputError
+from preprocessing.writers import write_midi
+from serving.models import error_message
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def resolve(model: str | Path, version: int | None = None) -> Path:
+    """A model folder (newest version, or `version`) or a version folder → the version folder."""
+    path = Path(model)
+    if (path / "saved_model.pb").exists():
+        return path
+    found = sorted((int(p.name) for p in path.glob("*") if p.name.isdigit()), reverse=True)
+    if version is not None:
+        if version not in found:
+            raise InputError(f"{path}: no version {version} (have: {found or 'none'})")
+        return path / str(version)
+    if not found:
+        raise InputError(f"{path}: no exported SavedModel (expected {path}/<version>/)")
+    return path / str(found[0])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.generate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="saved_models/NAME or a version folder")
+    parser.add_argument("--version", type=int)
+    parser.add_argument("--primer", help="a MIDI / MusicXML / ABC file to continue")
+    parser.add_argument("--primer-steps", type=int, help="primer length (default: the window)")
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--threshold", type=float, default=0.0,
+                        help="piano roll: keys on above this probability (0: sample)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="MIDI file to write")
+    parser.add_argument("--wav", help="also render a WAV (FluidSynth)")
+    parser.add_argument("--png", help="also draw the piano roll")
+    args = parser.parse_args(argv)
+    try:
+        import tensorflow as tf
+
+        folder = resolve(args.model, args.version)
+        loaded = tf.saved_model.load(str(folder))
+        meta = requests.metadata_from_outputs(loaded.signatures["metadata"]())
+        piece = requests.read_primer(args.primer)
+        primer = requests.primer_steps(piece, meta, args.primer_steps)
+        inputs = requests.generate_inputs(primer, meta, args.steps, args.temperature,
+                                          args.top_k, args.seed, args.threshold)
+        try:
+            outputs = loaded.signatures["generate"](**{k: tf.constant(v)
+                                                       for k, v in inputs.items()})
+        except tf.errors.InvalidArgumentError as exc:
+            raise InputError(error_message(exc.message)) from None
+        result, primer_end = requests.to_piece(primer, outputs, meta, piece.qpm)
+        write_midi(result, args.out)
+        written = [args.out]
+        if args.png:
+            written.append(plot.save_roll_png(result, args.png, meta["steps_per_quarter"],
+                                              primer_end, f"{meta['model']} ({folder})"))
+        if args.wav:
+            written.append(audio.render_wav(args.out, args.wav))
+    except (InputError, audio.AudioUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(result)} notes from {folder} → {', '.join(map(str, written))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -33,9 +33,13 @@ HTTP_CODES = {"NOT_FOUND": 404, "INVALID_ARGUMENT": 400}
 
 def _servicers(registry: ModelRegistry, max_steps: int):
     import tensorflow as tf
-    from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
-                                         model_service_pb2_grpc, predict_pb2,
-                                         prediction_service_pb2_grpc)
+    from tensorflow_serving.apis import (
+        get_model_metadata_pb2,
+        get_model_status_pb2,
+        model_service_pb2_grpc,
+        predict_pb2,
+        prediction_service_pb2_grpc,
+    )
 
     def servable(spec):
         version = spec.version.value if spec.HasField("version") else None

@@ -8,7 +8,7 @@ import numpy as np
 from preprocessing import notes, pianoroll
 from preprocessing.piece import Piece
 from trainer import rng
-from trainer.data import NOTE_FIELDS, DataSpec
+from trainer.data import DataSpec
 
 NEG = np.float32(-1e9)
 BANNED = {"token": 1, "duration": 1, "shift": 0}  # never drawn: the OOV token, duration 0

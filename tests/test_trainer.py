@@ -242,7 +242,7 @@ def biased_notes_model(datasets):
 
 def test_sampling_never_draws_the_oov_token_or_a_zero_duration(biased_notes_model):
     model, spec, primer = biased_notes_model
-    steps = sampling.sample(model, spec, primer, 12, seed=1, seq_len=SEQ_LEN)
+    steps = sampling.sample(model, spec, primer, 12, seed=1)
     assert steps.shape == (12, 3)
     assert steps[:, 0].min() >= 1 and steps[:, 1].min() >= 1
     assert steps[:, 0].max() < spec.vocab_size and steps[:, 1].max() <= spec.max_duration
@@ -253,9 +253,9 @@ def test_sampling_never_draws_the_oov_token_or_a_zero_duration(biased_notes_mode
 def test_sampling_is_deterministic_by_seed(biased_notes_model):
     model, spec, primer = biased_notes_model
     kept = primer.copy()
-    a = sampling.sample(model, spec, primer, 12, seed=7, seq_len=SEQ_LEN)
-    b = sampling.sample(model, spec, primer, 12, seed=7, seq_len=SEQ_LEN)
-    c = sampling.sample(model, spec, primer, 12, seed=8, seq_len=SEQ_LEN)
+    a = sampling.sample(model, spec, primer, 12, seed=7)
+    b = sampling.sample(model, spec, primer, 12, seed=7)
+    c = sampling.sample(model, spec, primer, 12, seed=8)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     # only the new steps come back, and the primer is left as it was
@@ -267,10 +267,9 @@ def test_sampling_a_roll_model_gives_binary_frames_and_a_piece(datasets):
     folder, spec = datasets["pianoroll", "active"]
     model = MODELS["lstm"].build(spec, {**MODELS["lstm"].defaults, **TINY["lstm"]}, SEQ_LEN)
     x, _ = data_lib.next_step_arrays(folder, "train", spec, SEQ_LEN)
-    steps = sampling.sample(model, spec, x[0], 6, seed=0, seq_len=SEQ_LEN)
+    steps = sampling.sample(model, spec, x[0], 6, seed=0)
     assert steps.shape == (6, 88) and set(np.unique(steps)) <= {0.0, 1.0}
-    np.testing.assert_array_equal(steps, sampling.sample(model, spec, x[0], 6, seed=0,
-                                                         seq_len=SEQ_LEN))
+    np.testing.assert_array_equal(steps, sampling.sample(model, spec, x[0], 6, seed=0))
     piece = sampling.to_piece(spec, steps)
     assert len(piece) == int(steps.sum()) - int((steps[1:] * steps[:-1]).sum())  # runs of on
 

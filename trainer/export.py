@@ -11,6 +11,12 @@ Signatures (every input has a leading batch dimension, so TF Serving can batch r
     bars:      chords [B, C, 13], num_bars [B], seed [B] → bars [B, n, 16, 128]
 - `metadata`: what a client needs to convert MIDI: model, representation, grid, encoding,
   vocabulary size, window, max_steps.
+- `log_likelihood` (all but midinet): teacher-forced NLL in nats of every step after the first.
+    notes:     events [B, L] → nll, token_nll, duration_nll, shift_nll [B, L-1]; counted
+               (1 where the target counts) and oov (1 where the target token is out of
+               vocabulary: left out of the NLL, reported apart)
+    pianoroll: frames [B, L, keys] → nll [B, L-1] (sum over keys), probs [B, L-1, keys]
+    seq2seq:   encoder [B, T, keys], target [B, T', keys] → nll [B, T'], probs
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from trainer import decoders
+from trainer import decoders, rng
 from trainer.data import NOTE_FIELDS, DataSpec
 
 DEFAULT_MAX_STEPS = 4096
@@ -82,7 +88,18 @@ class Exported(tf.Module):
             default = tf.function(self._next_bar, input_signature=[
                 _spec([None, 13], tf.float32, "chord"),
                 _spec([None, 16, 128], tf.float32, "previous"), _spec([None], tf.int64, "seed")])
-        return {"serving_default": default, "generate": generate, "metadata": meta}
+        signatures = {"serving_default": default, "generate": generate, "metadata": meta}
+        if rep == "notes":
+            signatures["log_likelihood"] = tf.function(self._likelihood_notes, input_signature=[
+                _spec([None, None], tf.string, "events")])
+        elif self.family == "seq2seq":
+            signatures["log_likelihood"] = tf.function(self._likelihood_seq2seq, input_signature=[
+                _spec([None, None, keys], tf.float32, "encoder"),
+                _spec([None, None, keys], tf.float32, "target")])
+        elif rep == "pianoroll":
+            signatures["log_likelihood"] = tf.function(self._likelihood_roll, input_signature=[
+                _spec([None, None, keys], tf.float32, "frames")])
+        return signatures
 
     # --- checks shared by the signatures: InvalidArgument with a message naming the input ---
 
@@ -143,7 +160,51 @@ class Exported(tf.Module):
         out = self.model(ids, training=False)
         return {f"{f}_probs": tf.nn.softmax(_last(out[f])) for f in NOTE_FIELDS}
 
+    def _likelihood_notes(self, events):
+        ids, valid = self._parse(events)
+        targets = ids[:, 1:]
+        out = self._every_position(ids[:, :-1])
+        nll = {f"{f}_nll": tf.nn.sparse_softmax_cross_entropy_with_logits(targets[..., i], out[f])
+               for i, f in enumerate(NOTE_FIELDS)}
+        both = valid[:, 1:] & valid[:, :-1]
+        counted = both & (targets[..., 0] > 0)
+        nll = {k: tf.where(counted, v, 0.0) for k, v in nll.items()}
+        return {"nll": tf.add_n(list(nll.values())), **nll,
+                "counted": tf.cast(counted, tf.float32),
+                "oov": tf.cast(both & (targets[..., 0] == 0), tf.float32)}
+
+    def _every_position(self, inputs):
+        """Next-step logits at every position of `inputs` ([B, L, ...]): one pass for causal
+        models; for window models, one window (zero-padded at the start) per position."""
+        if self.family != "bilstm":
+            return self.model(inputs, training=False)
+        pad = tf.zeros_like(inputs[:, :1])
+        padded = tf.concat([tf.repeat(pad, self.window - 1, axis=1), inputs], 1)
+        windows = tf.signal.frame(padded, self.window, 1, axis=1)  # [B, L, W, ...]
+        shape = tf.shape(windows)
+        flat = tf.reshape(windows, tf.concat([[-1], shape[2:]], 0))
+        out = self.model(flat, training=False)
+        unflat = (lambda t: tf.reshape(t, tf.concat([shape[:2], tf.shape(t)[1:]], 0)))
+        return tf.nest.map_structure(unflat, out)
+
     # --- piano rolls ---
+
+    def _likelihood_roll(self, frames):
+        logits = self._every_position(frames[:, :-1])
+        return self._roll_nll(frames[:, 1:], logits)
+
+    def _likelihood_seq2seq(self, encoder, target):
+        from trainer.models.seq2seq import decoder_inputs_tf
+
+        logits = self.model({"encoder": encoder, "decoder": decoder_inputs_tf(target)},
+                            training=False)
+        return self._roll_nll(target, logits)
+
+    @staticmethod
+    def _roll_nll(target, logits):
+        nll = tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits)
+        return {"nll": tf.reduce_sum(nll, -1), "probs": tf.sigmoid(logits)}
+
 
     def _generate_roll(self, primer, num_steps, temperature, threshold, seed):
         batch = tf.shape(primer)[0]
@@ -185,8 +246,6 @@ class Exported(tf.Module):
         return {"bars": bars * tf.cast(keep, tf.float32)[..., None, None]}
 
     def _next_bar(self, chord, previous, seed):
-        from trainer import rng
-
         z = rng.normal_tf(seed, 0, 0, self.model.noise)
         return {"probs": self.model.generate(z, chord, previous[..., None])[..., 0]}
 

@@ -59,7 +59,10 @@ class Servable:
                 raise ServingError("INVALID_ARGUMENT", f"input {key}: expected "
                                    f"{spec.dtype.name} {spec.shape}, got {value.dtype} "
                                    f"{list(value.shape)}")
-            tensors[key] = tf.constant(value, spec.dtype)
+            try:
+                tensors[key] = tf.constant(value, spec.dtype)
+            except (TypeError, ValueError) as exc:
+                raise ServingError("INVALID_ARGUMENT", f"input {key}: {exc}") from None
         for key in ("num_steps", "num_bars"):
             if key in tensors and np.size(inputs[key]) and np.max(inputs[key]) > max_steps:
                 raise ServingError("INVALID_ARGUMENT",

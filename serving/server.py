@@ -61,8 +61,9 @@ def _servicers(registry: ModelRegistry, max_steps: int):
             for key, proto in request.inputs.items():
                 try:
                     inputs[key] = tf.make_ndarray(proto)
-                except (TypeError, ValueError) as exc:
-                    raise ServingError("INVALID_ARGUMENT", f"input {key}: {exc}") from None
+                except Exception as exc:  # any tensor proto numpy cannot hold
+                    raise ServingError("INVALID_ARGUMENT", f"input {key}: unsupported tensor "
+                                       f"({type(exc).__name__}: {exc})") from None
             signature = request.model_spec.signature_name or "serving_default"
             outputs = model.predict(signature, inputs, max_steps)
             wanted = set(request.output_filter) or set(outputs)
@@ -160,44 +161,56 @@ def _rest_handler(registry: ModelRegistry, max_steps: int, max_body: int):
             return name, version, label, action
 
         def do_GET(self):
-            try:
-                name, version, label, action = self._route()
-                if action == "metadata":
-                    model = registry.get(name, version, label)
-                    sigs = {k: json_format.MessageToDict(v)
-                            for k, v in model.signature_defs.items()}
-                    self._send(200, {"model_spec": {"name": name, "version": str(model.version)},
-                                     "metadata": {"signature_def": {"signature_def": sigs}}})
-                    return
-                models = [registry.get(name, version, label)] if version or label \
-                    else registry.loaded(name)
-                self._send(200, {"model_version_status": [
-                    {"version": str(m.version), "state": "AVAILABLE",
-                     "status": {"error_code": "OK", "error_message": ""}} for m in models]})
-            except ServingError as exc:
-                self._send(HTTP_CODES[exc.code], {"error": exc.message})
+            self._guard(self._get)
 
         def do_POST(self):
+            self._guard(self._post)
+
+        def _guard(self, method):
             try:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > max_body:
-                    self._send(413, {"error": f"request body over {max_body} bytes"})
-                    return
-                body = self.rfile.read(length)
-                name, version, label, action = self._route()
-                if action != "predict":
-                    raise ServingError("NOT_FOUND", f"POST {self.path}: use ...:predict")
-                try:
-                    request = json.loads(body or b"{}")
-                except ValueError as exc:
-                    raise ServingError("INVALID_ARGUMENT", f"body is not JSON: {exc}") from None
-                model = registry.get(name, version, label)
-                signature = request.get("signature_name") or "serving_default"
-                outputs = model.predict(signature, _json_inputs(model, signature, request),
-                                        max_steps)
-                self._send(200, {"outputs": {k: _jsonable(v) for k, v in outputs.items()}})
+                method()
             except ServingError as exc:
                 self._send(HTTP_CODES[exc.code], {"error": exc.message})
+            except Exception as exc:  # never drop a connection without an answer
+                log.exception("rest: %s", self.path)
+                self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
+
+        def _get(self):
+            name, version, label, action = self._route()
+            if action == "metadata":
+                model = registry.get(name, version, label)
+                sigs = {k: json_format.MessageToDict(v) for k, v in model.signature_defs.items()}
+                self._send(200, {"model_spec": {"name": name, "version": str(model.version)},
+                                 "metadata": {"signature_def": {"signature_def": sigs}}})
+                return
+            if action == "predict":
+                raise ServingError("INVALID_ARGUMENT", f"GET {self.path}: predict is a POST")
+            models = [registry.get(name, version, label)] \
+                if version is not None or label else registry.loaded(name)
+            self._send(200, {"model_version_status": [
+                {"version": str(m.version), "state": "AVAILABLE",
+                 "status": {"error_code": "OK", "error_message": ""}} for m in models]})
+
+        def _post(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > max_body:
+                self._send(413, {"error": f"request body over {max_body} bytes"})
+                return
+            body = self.rfile.read(length)
+            name, version, label, action = self._route()
+            if action != "predict":
+                raise ServingError("NOT_FOUND", f"POST {self.path}: use ...:predict")
+            try:
+                request = json.loads(body or b"{}")
+            except ValueError as exc:
+                raise ServingError("INVALID_ARGUMENT", f"body is not JSON: {exc}") from None
+            if not isinstance(request, dict):
+                raise ServingError("INVALID_ARGUMENT", 'the body is a JSON object: '
+                                   '{"signature_name": ..., "inputs": {...}}')
+            model = registry.get(name, version, label)
+            signature = request.get("signature_name") or "serving_default"
+            outputs = model.predict(signature, _json_inputs(model, signature, request), max_steps)
+            self._send(200, {"outputs": {k: _jsonable(v) for k, v in outputs.items()}})
 
     return Handler
 
@@ -219,11 +232,15 @@ def _json_inputs(model, signature: str, request: dict) -> dict[str, np.ndarray]:
             raise ServingError("INVALID_ARGUMENT", 'expected {"inputs": {NAME: value, ...}}')
     out = {}
     for key, value in columns.items():
-        dtype = object if key not in specs or specs[key].dtype.name == "string" \
-            else specs[key].dtype.as_numpy_dtype
+        if key not in specs:  # Servable.predict names it
+            out[key] = np.asarray(value, dtype=object)
+            continue
+        dtype = object if specs[key].dtype.name == "string" else specs[key].dtype.as_numpy_dtype
         try:
             raw = np.asarray(value)
-            if np.dtype(dtype).kind in "iu" and raw.dtype.kind not in "iub":
+            if dtype is object and raw.size and raw.dtype.kind != "U":
+                raise ValueError("expected strings")
+            if np.dtype(dtype).kind in "iu" and raw.dtype.kind not in "iu":
                 raise ValueError(f"expected whole numbers, got {raw.dtype}")
             out[key] = raw.astype(dtype)
         except (TypeError, ValueError) as exc:

@@ -315,7 +315,7 @@ def as_json(inputs: dict) -> dict:
     return out
 
 
-def http(server, method: str, path: str, body=None, timeout=30):
+def rest_call(server, method: str, path: str, body=None, timeout=30):
     """(status, parsed JSON body) of a raw request; (None, reason) when the server closed the
     connection without answering."""
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
@@ -338,7 +338,7 @@ def assert_serving(server, stub, good) -> None:
     """A good request still works over both transports."""
     response = grpc_predict(stub, good("notes", steps=2))
     assert tf.make_ndarray(response.outputs["tokens"]).shape == (1, 2)
-    status, body = http(server, "POST", "/v1/models/notes:predict",
+    status, body = rest_call(server, "POST", "/v1/models/notes:predict",
                         {"signature_name": "generate", "inputs": as_json(good("notes", steps=2))})
     assert status == 200, body
     assert np.asarray(body["outputs"]["tokens"]).shape == (1, 2)
@@ -447,9 +447,9 @@ def test_grpc_rest_and_in_process_give_identical_outputs(grpc_client, rest_clien
 
 def test_rest_row_format_instances_matches_columnar(server, good):
     inputs = as_json(good("notes", seed=5))
-    columnar = http(server, "POST", "/v1/models/notes:predict",
+    columnar = rest_call(server, "POST", "/v1/models/notes:predict",
                     {"signature_name": "generate", "inputs": inputs})
-    rows = http(server, "POST", "/v1/models/notes:predict",
+    rows = rest_call(server, "POST", "/v1/models/notes:predict",
                 {"signature_name": "generate",
                  "instances": [{k: v[0] for k, v in inputs.items()}]})
     assert columnar[0] == rows[0] == 200, (columnar, rows)
@@ -698,7 +698,8 @@ def test_grpc_bad_metadata_and_status_requests(server, stub, status_stub, good):
         status.model_spec.name = spec["name"]
         if "version" in spec:
             status.model_spec.version.value = spec["version"]
-        status.model_spec.version_label = spec.get("version_label", "")
+        if "version_label" in spec:  # version and version_label are one oneof
+            status.model_spec.version_label = spec["version_label"]
         error = grpc_error(lambda: status_stub.GetModelStatus(status, timeout=30))
         assert error.code() == grpc.StatusCode.NOT_FOUND, spec
     assert_serving(server, stub, good)
@@ -735,7 +736,7 @@ def test_malformed_primer_duration_names_the_primer(transport, server, stub, goo
         code, message = error.code(), error.details()
         assert code == grpc.StatusCode.INVALID_ARGUMENT
     else:
-        code, body = http(server, "POST", "/v1/models/notes:predict",
+        code, body = rest_call(server, "POST", "/v1/models/notes:predict",
                           {"signature_name": "generate", "inputs": as_json(inputs)})
         assert code == 400, body
         message = body["error"]
@@ -804,7 +805,7 @@ REST_BAD = {
 @pytest.mark.parametrize("case", list(REST_BAD))
 def test_rest_bad_request(case, server, stub, good):
     method, path, body, code, fragments = REST_BAD[case]
-    status, answer = http(server, method, path, body(good) if callable(body) else body)
+    status, answer = rest_call(server, method, path, body(good) if callable(body) else body)
     assert status == code, answer
     assert isinstance(answer, dict) and set(answer) == {"error"}, answer
     for fragment in fragments:
@@ -818,7 +819,8 @@ def test_rest_json_body_that_is_not_an_object_is_400(body, server, stub, good):
     """BUG (serving/server.py do_POST): `request.get(...)` on a JSON body that is not an object
     raises AttributeError, which nothing catches: the server closes the connection without an
     answer instead of 400 {"error": ...}."""
-    status, answer = http(server, "POST", "/v1/models/notes:predict", json.dumps(body).encode())
+    status, answer = rest_call(server, "POST", "/v1/models/notes:predict",
+                               json.dumps(body).encode())
     assert status == 400, answer
     assert "error" in answer
     assert_serving(server, stub, good)
@@ -830,7 +832,7 @@ def test_rest_non_string_values_for_a_string_input_are_400(primer, server, stub,
     to `object`, so numbers or nulls pass the dtype check and `tf.constant(..., tf.string)`
     raises TypeError/ValueError, uncaught: the connection closes without an answer."""
     body = _body(lambda i: {**i, "primer": primer})(good)
-    status, answer = http(server, "POST", "/v1/models/notes:predict", body)
+    status, answer = rest_call(server, "POST", "/v1/models/notes:predict", body)
     assert status == 400, answer
     assert "primer" in answer["error"]
     assert_serving(server, stub, good)
@@ -845,15 +847,15 @@ def test_rest_status_of_version_0_is_not_found_like_grpc(server, status_stub):
     request.model_spec.version.value = 0
     assert grpc_error(lambda: status_stub.GetModelStatus(request, timeout=30)).code() == \
         grpc.StatusCode.NOT_FOUND
-    assert http(server, "GET", "/v1/models/notes/versions/0/metadata")[0] == 404
-    status, answer = http(server, "GET", "/v1/models/notes/versions/0")
+    assert rest_call(server, "GET", "/v1/models/notes/versions/0/metadata")[0] == 404
+    status, answer = rest_call(server, "GET", "/v1/models/notes/versions/0")
     assert status == 404, answer
 
 
 def test_rest_client_errors_carry_status_and_message(rest_client):
     with pytest.raises(ClientError, match=r"^HTTP 404: no model 'nope'"):
         rest_client.status("nope")
-    with pytest.raises(ClientError, match=r"^HTTP 400: .*num_steps must be <= 64"):
+    with pytest.raises(ClientError, match=r"^HTTP 400: num_bars must be <= 64"):
         rest_client.predict("bars", "generate", {"chords": np.zeros((1, 2, 13), np.float32),
                                                  "num_bars": np.asarray([99], np.int32),
                                                  "seed": np.asarray([1], np.int64)})
@@ -905,7 +907,9 @@ def test_version_label_from_the_config(trained, server, grpc_client, rest_client
         response = grpc_predict(stub, {}, name="notes", signature="metadata", label="stable")
         assert response.model_spec.version.value == 1
     finally:
-        path.write_text(original)
+        tmp = path.with_suffix(".writing")
+        tmp.write_text(original)
+        os.replace(tmp, path)
 
 
 def test_new_version_is_loaded_and_the_old_one_unloaded(trained, server, stub, grpc_client,
@@ -931,9 +935,9 @@ def test_new_version_is_loaded_and_the_old_one_unloaded(trained, server, stub, g
     error = grpc_error(lambda: grpc_predict(stub, good("roll", steps=4), name=name, version=1))
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert "version 1 is not loaded" in error.details() and "loaded: 2" in error.details()
-    status, answer = http(server, "GET", f"/v1/models/{name}/versions/1")
+    status, answer = rest_call(server, "GET", f"/v1/models/{name}/versions/1")
     assert status == 404, answer
-    status, answer = http(server, "POST", f"/v1/models/{name}/versions/2:predict",
+    status, answer = rest_call(server, "POST", f"/v1/models/{name}/versions/2:predict",
                           {"signature_name": "generate", "inputs": as_json(good("roll", steps=4))})
     assert status == 200, answer
     # the same weights: the new version composes what the old one did
@@ -967,8 +971,11 @@ def test_sigterm_stops_the_server_with_exit_code_0(trained, workdir, primer_piec
 # --- 6. the Dockerfile's TF Serving configs ------------------------------------------------------
 
 def _messages(file_proto):
-    from google.protobuf import descriptor_pool, message_factory
-    from google.protobuf import wrappers_pb2  # noqa: F401  (registers wrappers.proto)
+    from google.protobuf import (  # noqa: F401  (wrappers_pb2 registers wrappers.proto)
+        descriptor_pool,
+        message_factory,
+        wrappers_pb2,
+    )
 
     pool = descriptor_pool.Default()
     try:

@@ -123,13 +123,14 @@ class Exported(tf.Module):
         flat = tf.reshape(strings, [-1])
         parts = tf.strings.split(flat, "|")
         well_formed = (parts.row_lengths() == 3) | (flat == "")
-        tf.debugging.assert_equal(tf.reduce_all(well_formed), True, message=(
-            "primer: every event is TOKEN|DURATION|SHIFT, e.g. C4.E4.G4|4|2"))
         fields = parts.to_tensor(default_value="0", shape=[tf.size(flat), 3])
         numbers = tf.strings.regex_full_match(fields[:, 1:], "[0-9]{1,6}")
-        tf.debugging.assert_equal(tf.reduce_all(numbers), True, message=(
-            "primer: DURATION and SHIFT are whole numbers of grid steps"))
-        steps = tf.strings.to_number(fields[:, 1:], tf.int32)
+        checks = [tf.debugging.assert_equal(tf.reduce_all(well_formed), True, message=(
+                      "primer: every event is TOKEN|DURATION|SHIFT, e.g. C4.E4.G4|4|2")),
+                  tf.debugging.assert_equal(tf.reduce_all(numbers), True, message=(
+                      "primer: DURATION and SHIFT are whole numbers of grid steps"))]
+        with tf.control_dependencies(checks):  # before to_number, whose error names nothing
+            steps = tf.strings.to_number(fields[:, 1:], tf.int32)
         ids = tf.stack([self.lookup.lookup(fields[:, 0]),
                         tf.clip_by_value(steps[:, 0], 1, self.spec.max_duration),
                         tf.clip_by_value(steps[:, 1], 0, self.spec.max_shift)], axis=1)
@@ -184,8 +185,8 @@ class Exported(tf.Module):
         shape = tf.shape(windows)
         flat = tf.reshape(windows, tf.concat([[-1], shape[2:]], 0))
         out = self.model(flat, training=False)
-        unflat = (lambda t: tf.reshape(t, tf.concat([shape[:2], tf.shape(t)[1:]], 0)))
-        return tf.nest.map_structure(unflat, out)
+        return tf.nest.map_structure(
+            lambda t: tf.reshape(t, tf.concat([shape[:2], tf.shape(t)[1:]], 0)), out)
 
     # --- piano rolls ---
 

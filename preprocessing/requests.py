@@ -20,6 +20,20 @@ def metadata_from_outputs(outputs: dict) -> dict:
     return out
 
 
+def add_request_flags(parser) -> None:
+    """The flags of a `generate` request, shared by `trainer.generate` and `serving.client`."""
+    parser.add_argument("--primer", help="MIDI / MusicXML / ABC to continue (default: the "
+                        "start of the first Bach chorale)")
+    parser.add_argument("--primer-steps", type=int, help="primer length (default: the window)")
+    parser.add_argument("--steps", type=int, default=500,
+                        help="events (notes), frames (pianoroll) or bars (midinet)")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest")
+    parser.add_argument("--threshold", type=float, default=0.0,
+                        help="piano roll: keys on above this probability (0: sample)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def read_primer(path: str | None) -> Piece:
     """The primer file's first piece, or, without one, the first Bach chorale of music21."""
     from preprocessing.readers import corpus_paths, read_file

@@ -36,7 +36,8 @@ def test_two_workers_train_in_lockstep(tmp_path):
             [sys.executable, "-m", "trainer.task", "--model", "lstm", "--strategy", "multiworker",
              "--data", "corpus:bach", "--limit", "8", "--epochs", "2", "--seq-len", "8",
              "--batch-size", "8", "--hparams", "units=16,layers=1,dense=8,embedding=8",
-             "--job-dir", str(job)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+             "--job-dir", str(job), "--export-dir", str(tmp_path / "saved")],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True))
     outputs = [p.communicate(timeout=280)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
@@ -54,13 +55,16 @@ def test_two_workers_train_in_lockstep(tmp_path):
     assert [float(r["loss"]) for r in rows] == pytest.approx([e["loss"] for e in chief])
     assert (job / "model.keras").exists() and (job / "config.json").exists()
     assert not (job / ".worker-1" / "metrics.csv").exists()
+    # the chief exports the trained model once
+    assert sorted(p.name for p in (tmp_path / "saved" / "lstm").iterdir()) == ["1"]
 
 
 def test_multiworker_without_tf_config_is_a_clear_error(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     result = subprocess.run(
         [sys.executable, "-m", "trainer.task", "--model", "lstm", "--strategy", "multiworker",
-         "--limit", "4", "--job-dir", str(tmp_path / "job"), "--hparams", "units=8,layers=1"],
+         "--limit", "4", "--job-dir", str(tmp_path / "job"), "--hparams", "units=8,layers=1",
+         "--export-dir", str(tmp_path / "saved")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=200)
     assert result.returncode == 2
     assert "TF_CONFIG" in result.stderr.strip().splitlines()[-1]

@@ -111,7 +111,7 @@ def datasets(corpus, tmp_path_factory):
 
 def tiny_config(name: str, rep: str, **fields) -> Config:
     return Config(model=name, representation=rep, seq_len=SEQ_LEN, hparams=dict(TINY[name]),
-                  **fields)
+                  **{"export_dir": "", **fields})
 
 
 def first(arrays, n: int):
@@ -123,14 +123,20 @@ def run_main(argv: list[str]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            rc = task.main([str(a) for a in argv])
+            rc = task.main(_no_export(argv))
         except SystemExit as exc:  # argparse
             rc = exc.code
     return rc, out.getvalue(), err.getvalue()
 
 
+def _no_export(argv) -> list[str]:
+    """Runs here export nothing, unless a test asks: the repo's saved_models/ stays clean."""
+    argv = [str(a) for a in argv]
+    return argv if "--export-dir" in argv else [*argv, "--export-dir", ""]
+
+
 def run_cli(*args, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "trainer.task", *map(str, args)], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "trainer.task", *_no_export(args)], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
 
@@ -669,7 +675,7 @@ def test_a_killed_job_resumes_where_it_stopped(corpus, tmp_path):
     cmd = [sys.executable, "-m", "trainer.task", "--model", "lstm", "--representation", "notes",
            "--data", str(corpus), "--epochs", str(epochs), "--seq-len", str(SEQ_LEN),
            "--batch-size", "16", "--hparams", hparams_flag("lstm"), "--sample-every", "1000",
-           "--job-dir", str(job)]
+           "--job-dir", str(job), "--export-dir", str(tmp_path / "saved")]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     metrics_csv = job / "metrics.csv"
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,

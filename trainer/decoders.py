@@ -141,6 +141,24 @@ class Window(tf.Module):
         return ([out[f] for f in NOTE_FIELDS] if self.notes else [out]), window
 
 
+def feed(decoder, spec: DataSpec, primer, valid):
+    """Runs each row's valid primer steps through `decoder`; padding leaves a row untouched.
+
+    Returns:
+        (state after the primer, list of next-step logits per head).
+    """
+    batch, length = tf.shape(primer)[0], tf.shape(primer)[1]
+    classes = list(spec.classes.values()) if spec.representation == "notes" else [spec.keys]
+
+    def body(t, state, last):
+        out, new = decoder.step(primer[:, t], state)
+        return t + 1, _select(valid[:, t], new, state), _select(valid[:, t], out, last)
+
+    _, state, last = tf.while_loop(lambda t, *_: t < length, body, (
+        0, decoder.initial_state(batch), [tf.zeros([batch, c]) for c in classes]))
+    return state, last
+
+
 def generate_next_step(decoder, spec: DataSpec, primer, valid, num_steps, temperature, top_k,
                        threshold, seed):
     """Feeds each row's primer (where `valid`), then draws `max(num_steps)` steps.
@@ -148,16 +166,8 @@ def generate_next_step(decoder, spec: DataSpec, primer, valid, num_steps, temper
     Returns:
         [B, n, 3] int32 events (notes) or [B, n, keys] float32 frames.
     """
-    batch, length = tf.shape(primer)[0], tf.shape(primer)[1]
     classes = list(spec.classes.values()) if spec.representation == "notes" else [spec.keys]
-    last = [tf.zeros([batch, c]) for c in classes]
-
-    def feed(t, state, last):
-        out, new = decoder.step(primer[:, t], state)
-        return t + 1, _select(valid[:, t], new, state), _select(valid[:, t], out, last)
-
-    _, state, last = tf.while_loop(lambda t, *_: t < length, feed,
-                                   (0, decoder.initial_state(batch), last))
+    state, last = feed(decoder, spec, primer, valid)
 
     def draw(i, logits):
         if spec.representation == "notes":

@@ -157,9 +157,9 @@ class Exported(tf.Module):
         return {"tokens": tf.where(keep, self._format(events), "")}
 
     def _next_notes(self, context):
-        ids, _ = self._parse(context)
-        out = self.model(ids, training=False)
-        return {f"{f}_probs": tf.nn.softmax(_last(out[f])) for f in NOTE_FIELDS}
+        ids, valid = self._parse(context)
+        _, logits = decoders.feed(self.decoder, self.spec, ids, valid)  # "" pads, as in generate
+        return {f"{f}_probs": tf.nn.softmax(lg) for f, lg in zip(NOTE_FIELDS, logits)}
 
     def _likelihood_notes(self, events):
         ids, valid = self._parse(events)

@@ -82,6 +82,8 @@ class Settings:
         if self.encoding not in pianoroll.ENCODINGS:
             raise InputError(f"--encoding: unknown {self.encoding!r}; "
                              f"choose from {', '.join(pianoroll.ENCODINGS)}")
+        if self.max_shift > self.max_duration:
+            raise InputError("--max-shift must be <= --max-duration (rests last one shift)")
         if self.steps_per_quarter < 1 or self.augment < 0:
             raise InputError("--steps-per-quarter must be >= 1 and --augment >= 0")
         if not 0 <= self.validation + self.test < 1:

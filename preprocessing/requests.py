@@ -3,21 +3,35 @@ generation and the serving client, so neither needs the training flags."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from preprocessing import bars, notes, pianoroll
 from preprocessing.piece import InputError, Piece
 
-STEP_UNITS = {"notes": "events", "pianoroll": "frames", "bars": "bars"}
+METADATA_REQUEST = {"request": np.zeros([1], np.int32)}  # the `metadata` signature's input
 
 
 def metadata_from_outputs(outputs: dict) -> dict:
-    """The `metadata` signature's outputs (tensors or arrays) as plain Python values."""
+    """The `metadata` signature's outputs (tensors or arrays, one row) as plain Python values."""
     out = {}
     for key, value in outputs.items():
-        value = np.asarray(value).item()
-        out[key] = value.decode() if isinstance(value, bytes) else value
+        value = np.asarray(value).reshape(-1)[0]
+        out[key] = value.decode() if isinstance(value, bytes) else value.item()
     return out
+
+
+def error_message(text: str) -> str:
+    """The signature's own words from a TensorFlow error: the failed assertion's message
+    ("temperature must be > 0"), else the error's first line that says something."""
+    match = re.search(r"assertion failed: \[([^\]]*)\]", text)
+    if match:
+        return match.group(1)
+    lines = [s.strip() for s in text.splitlines() if s.strip()]
+    useful = [s for s in lines if not s.startswith(("Graph execution error", "Detected at",
+                                                     "<stack", "[["))]
+    return (useful or lines or ["invalid argument"])[0][:300]
 
 
 def add_request_flags(parser) -> None:
@@ -68,25 +82,33 @@ def generate_inputs(primer, meta: dict, steps: int, temperature: float = 1.0, to
               "temperature": np.asarray([temperature], np.float32),
               "seed": np.asarray([seed], np.int64)}
     if rep == "notes":
-        return {"primer": np.asarray([primer], object), "top_k": np.asarray([top_k], np.int32),
+        # "" pads at the start to the model's window: requests of one model then have one
+        # shape, which TF Serving's batching needs to merge them
+        padded = [""] * max(0, int(meta["window"]) - len(primer)) + list(primer)
+        return {"primer": np.asarray([padded], object), "top_k": np.asarray([top_k], np.int32),
                 **common}
     return {"primer": np.asarray(primer, np.float32)[None],
             "threshold": np.asarray([threshold], np.float32), **common}
 
 
-def to_piece(primer, outputs: dict, meta: dict, qpm: float = 120.0) -> tuple[Piece, float]:
-    """The primer followed by the generated steps, and where the primer ends (quarter notes)."""
+def to_piece(primer, outputs: dict, meta: dict, qpm: float = 120.0,
+             accompany: bool = True) -> tuple[Piece, float]:
+    """The primer followed by the generated steps, and where the primer ends (quarter notes).
+
+    For `bars` models the primer is the chord progression: with `accompany`, its chords sound
+    as block triads under the generated melody.
+    """
     rep, spq = meta["representation"], meta["steps_per_quarter"]
     if rep == "notes":
         generated = [s.decode() if isinstance(s, bytes) else str(s)
                      for s in np.asarray(outputs["tokens"])[0]]
         events = [notes.parse_event_string(s) for s in [*primer, *generated] if s]
-        primer_end = sum(shift for _, _, shift in map(notes.parse_event_string, primer)) / spq
+        primer_end = sum(notes.parse_event_string(s)[2] for s in primer if s) / spq
         return notes.events_to_piece(events, spq, qpm), primer_end
     if rep == "pianoroll":
         frames = np.concatenate([primer, np.asarray(outputs["frames"])[0]])
         roll = pianoroll.from_frames(frames, meta["encoding"])
         return pianoroll.roll_to_piece(roll, spq, qpm), len(primer) / spq
     melody = np.asarray(outputs["bars"])[0]
-    chords = np.resize(np.asarray(primer), (len(melody), bars.CHORD_DIM))
+    chords = np.resize(np.asarray(primer), (len(melody), bars.CHORD_DIM)) if accompany else None
     return bars.bars_to_piece(melody, chords, qpm=qpm), 0.0

@@ -112,7 +112,8 @@ class Client:
 
     def metadata(self, model: str, version: int | None = None, label: str = "") -> dict:
         """The model's `metadata` signature: representation, grid, window, ..."""
-        return requests.metadata_from_outputs(self.predict(model, "metadata", {}, version, label))
+        return requests.metadata_from_outputs(
+            self.predict(model, "metadata", requests.METADATA_REQUEST, version, label))
 
     def signatures(self, model: str, version: int | None = None, label: str = "") -> dict:
         """GetModelMetadata: each signature's input and output names."""

@@ -4,11 +4,12 @@ one place requests are checked and run (shared by the gRPC and REST front ends).
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from pathlib import Path
 
 import numpy as np
+
+from preprocessing.requests import error_message
 
 log = logging.getLogger("serving")
 
@@ -74,18 +75,6 @@ class Servable:
         return {k: np.asarray(v.numpy()) for k, v in outputs.items()}
 
 
-def error_message(text: str) -> str:
-    """The signature's own words from a TensorFlow error: the failed assertion's message
-    ("temperature must be > 0"), else the error's first line that says something."""
-    match = re.search(r"assertion failed: \[([^\]]*)\]", text)
-    if match:
-        return match.group(1)
-    lines = [s.strip() for s in text.splitlines() if s.strip()]
-    useful = [s for s in lines if not s.startswith(("Graph execution error", "Detected at",
-                                                     "<stack", "[["))]
-    return (useful or lines or ["invalid argument"])[0][:300]
-
-
 class ModelRegistry:
     """Models named in a model config; serves each one's newest version (or the versions its
     `model_version_policy` names) and loads new versions as they appear."""
@@ -95,6 +84,7 @@ class ModelRegistry:
         self.lock = threading.Lock()
         self.models: dict[str, dict[int, Servable]] = {}
         self.labels: dict[str, dict[str, int]] = {}
+        self.failed: set[tuple[str, int]] = set()  # (path, mtime) of versions that failed
         self.entries = self._read_config()
         self.refresh()
 
@@ -128,7 +118,11 @@ class ModelRegistry:
         return available[-max(1, policy.latest.num_versions or 1):]
 
     def refresh(self) -> None:
-        """Rereads the config; loads versions that appeared, unloads those no longer wanted."""
+        """Rereads the config; loads versions that appeared, unloads those no longer wanted.
+
+        A version that fails to load is logged once (per file change), and the versions that
+        work keep serving until a wanted one loads.
+        """
         try:
             self.entries = self._read_config()
         except ValueError as exc:  # a config being rewritten: keep serving the old one
@@ -138,25 +132,37 @@ class ModelRegistry:
             available = sorted(int(p.name) for p in base.glob("*")
                                if p.name.isdigit() and (p / "saved_model.pb").exists())
             wanted = self._wanted(entry, available)
-            loaded = dict(self.models.get(entry.name, {}))
-            for version in wanted:
-                if version not in loaded:
-                    try:
-                        loaded[version] = Servable(entry.name, version, base / str(version))
-                        log.info("loaded %s version %d", entry.name, version)
-                    except Exception as exc:  # a broken export must not stop the others
-                        log.error("cannot load %s version %d: %s", entry.name, version, exc)
             with self.lock:
-                self.models[entry.name] = {v: s for v, s in loaded.items() if v in wanted}
+                loaded = dict(self.models.get(entry.name, {}))
+            for version in wanted:
+                path = base / str(version)
+                stamp = (str(path), (path / "saved_model.pb").stat().st_mtime_ns)
+                if version in loaded or stamp in self.failed:
+                    continue
+                try:
+                    loaded[version] = Servable(entry.name, version, path)
+                    log.info("loaded %s version %d", entry.name, version)
+                except Exception as exc:  # a broken export must not stop the others
+                    self.failed.add(stamp)
+                    log.error("cannot load %s version %d: %s", entry.name, version, exc)
+            serving = {v: s for v, s in loaded.items() if v in wanted} or loaded
+            with self.lock:
+                self.models[entry.name] = serving
                 self.labels[entry.name] = dict(entry.version_labels)
+        names = {entry.name for entry in self.entries}
+        with self.lock:
+            for name in set(self.models) - names:
+                del self.models[name]
+                self.labels.pop(name, None)
 
     def get(self, name: str, version: int | None = None, label: str = "") -> Servable:
         with self.lock:
             versions = self.models.get(name)
             labels = self.labels.get(name, {})
+            names = sorted(self.models)
         if versions is None:
             raise ServingError("NOT_FOUND", f"no model {name!r}; serving: "
-                               f"{', '.join(sorted(self.models)) or 'none'}")
+                               f"{', '.join(names) or 'none'}")
         if label:
             if label not in labels:
                 raise ServingError("NOT_FOUND", f"model {name} has no version label {label!r}")

@@ -192,10 +192,15 @@ def _rest_handler(registry: ModelRegistry, max_steps: int, max_body: int):
                  "status": {"error_code": "OK", "error_message": ""}} for m in models]})
 
         def _post(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > max_body:
+            length = self.headers.get("Content-Length") or "0"
+            if not length.isdigit():
+                self.close_connection = True  # the body's end is unknown
+                raise ServingError("INVALID_ARGUMENT", f"bad Content-Length {length!r}")
+            if int(length) > max_body:
+                self.close_connection = True  # its body is left unread
                 self._send(413, {"error": f"request body over {max_body} bytes"})
                 return
+            length = int(length)
             body = self.rfile.read(length)
             name, version, label, action = self._route()
             if action != "predict":

@@ -266,8 +266,9 @@ def blank(t: Trained, out, row_length: int):
 
 def metadata(loaded) -> dict:
     out = {}
-    for key, value in loaded.signatures["metadata"]().items():
-        value = value.numpy()
+    for key, value in loaded.signatures["metadata"](request=tf.constant([0, 0])).items():
+        assert value.shape == (2,)  # one row per request row: batchable like the others
+        value = value.numpy()[0]
         out[key] = value.decode() if isinstance(value, bytes) else value.item()
     return out
 

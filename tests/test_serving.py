@@ -569,7 +569,7 @@ def test_model_metadata_lists_signatures_and_inputs(client, name):
     assert set(signatures["generate"]["inputs"]) == GENERATE_INPUTS[rep]
     assert signatures["generate"]["outputs"] == [OUTPUT[rep]]
     assert set(signatures["serving_default"]["inputs"]) == DEFAULT_INPUTS[rep]
-    assert signatures["metadata"]["inputs"] == []
+    assert signatures["metadata"]["inputs"] == ["request"]
     assert set(signatures["metadata"]["outputs"]) == META_KEYS
 
 
@@ -904,7 +904,8 @@ def test_version_label_from_the_config(trained, server, grpc_client, rest_client
         assert rest_client.status("notes", label="stable") == \
             [{"version": 1, "state": "AVAILABLE"}]
         assert grpc_client.metadata("notes", label="stable")["representation"] == "notes"
-        response = grpc_predict(stub, {}, name="notes", signature="metadata", label="stable")
+        response = grpc_predict(stub, {"request": np.zeros([1], np.int32)}, name="notes",
+                                signature="metadata", label="stable")
         assert response.model_spec.version.value == 1
     finally:
         tmp = path.with_suffix(".writing")

@@ -74,7 +74,9 @@ def windows(pieces: list[np.ndarray], length: int, stride: int | None = None) ->
         if len(piece) < length:
             pad = np.zeros((length - len(piece), *piece.shape[1:]), piece.dtype)
             piece = np.concatenate([pad, piece])
-        starts = range(0, len(piece) - length + 1, stride)
+        starts = list(range(0, len(piece) - length + 1, stride))
+        if starts[-1] != len(piece) - length:  # the piece's last steps are targets too
+            starts.append(len(piece) - length)
         out.extend(piece[s:s + length] for s in starts)
     if not out:
         raise InputError("no training windows: the data holds no piece with two or more steps")

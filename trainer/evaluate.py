@@ -25,7 +25,7 @@ from preprocessing import requests
 from preprocessing.dataset import Settings, cache_root, read_cached, split_of
 from preprocessing.piece import InputError, Piece
 from preprocessing.readers import ReadOptions, expand_inputs
-from trainer.generate import resolve
+from trainer.generate import read_metadata, resolve
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SPLITS = ("all", "train", "validation", "test")
@@ -113,7 +113,7 @@ def generate_samples(signatures, meta: dict, primers: list[Piece], count: int, s
         steps_in = requests.primer_steps(primer, meta)
         inputs = requests.generate_inputs(steps_in, meta, steps, seed=seed + i)
         result = signatures["generate"](**{k: tf.constant(v) for k, v in inputs.items()})
-        piece, primer_end = requests.to_piece(steps_in, result, meta)
+        piece, primer_end = requests.to_piece(steps_in, result, meta, accompany=False)
         keep = piece.start >= primer_end
         out.append(Piece(f"sample_{i}", "", piece.pitch[keep], piece.start[keep] - primer_end,
                          piece.duration[keep], piece.velocity[keep],
@@ -126,7 +126,7 @@ def evaluate(model_dir: Path, heldout: list[Piece], train: list[Piece], samples:
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(model_dir))
-    meta = requests.metadata_from_outputs(loaded.signatures["metadata"]())
+    meta = read_metadata(loaded)
     spq = meta["steps_per_quarter"]
     generated = generate_samples(loaded.signatures, meta, heldout, samples, steps, seed)
     tokens = [onset_tokens(p, spq) for p in generated]

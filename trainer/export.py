@@ -9,8 +9,8 @@ Signatures (every input has a leading batch dimension, so TF Serving can batch r
     pianoroll: primer [B, L, keys], num_steps, temperature, threshold (0: sample), seed
                → frames [B, n, keys]
     bars:      chords [B, C, 13], num_bars [B], seed [B] → bars [B, n, 16, 128]
-- `metadata`: what a client needs to convert MIDI: model, representation, grid, encoding,
-  vocabulary size, window, max_steps.
+- `metadata`: request [B] (any values) → what a client needs to convert MIDI, one row per
+  request row: model, representation, grid, encoding, vocabulary size, window, max_steps.
 - `log_likelihood` (all but midinet): teacher-forced NLL in nats of every step after the first.
     notes:     events [B, L] → nll, token_nll, duration_nll, shift_nll [B, L-1]; counted
                (1 where the target counts) and oov (1 where the target token is out of
@@ -64,10 +64,15 @@ class Exported(tf.Module):
                 "max_shift": s.max_shift, "keys": s.keys, "window": self.window,
                 "max_steps": self.max_steps}
 
+    def _metadata(self, request):
+        """One row of metadata per request row: TF Serving batches every signature, and a
+        batch needs a batch dimension on every input and output."""
+        rows = tf.shape(request)[:1]
+        return {k: tf.fill(rows, tf.constant(v)) for k, v in self.metadata_values().items()}
+
     def signatures(self) -> dict:
         rep, keys = self.spec.representation, self.spec.keys
-        meta = tf.function(lambda: {k: tf.constant(v) for k, v in self.metadata_values().items()},
-                           input_signature=[])
+        meta = tf.function(self._metadata, input_signature=[_spec([None], tf.int32, "request")])
         batch = [_spec([None], tf.int32, "num_steps"), _spec([None], tf.float32, "temperature")]
         if rep == "notes":
             generate = tf.function(self._generate_notes, input_signature=[

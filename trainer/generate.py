@@ -17,7 +17,6 @@ from pathlib import Path
 from preprocessing import audio, plot, requests
 from preprocessing.piece import InputError
 from preprocessing.writers import write_midi
-from serving.models import error_message
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -37,6 +36,14 @@ def resolve(model: str | Path, version: int | None = None) -> Path:
     return path / str(found[0])
 
 
+def read_metadata(loaded) -> dict:
+    """The metadata of a loaded SavedModel, as plain values."""
+    import tensorflow as tf
+
+    inputs = {k: tf.constant(v) for k, v in requests.METADATA_REQUEST.items()}
+    return requests.metadata_from_outputs(loaded.signatures["metadata"](**inputs))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.generate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,7 +59,7 @@ def main(argv=None) -> int:
 
         folder = resolve(args.model, args.version)
         loaded = tf.saved_model.load(str(folder))
-        meta = requests.metadata_from_outputs(loaded.signatures["metadata"]())
+        meta = read_metadata(loaded)
         piece = requests.read_primer(args.primer)
         primer = requests.primer_steps(piece, meta, args.primer_steps)
         inputs = requests.generate_inputs(primer, meta, args.steps, args.temperature,
@@ -61,7 +68,7 @@ def main(argv=None) -> int:
             outputs = loaded.signatures["generate"](**{k: tf.constant(v)
                                                        for k, v in inputs.items()})
         except tf.errors.InvalidArgumentError as exc:
-            raise InputError(error_message(exc.message)) from None
+            raise InputError(requests.error_message(exc.message)) from None
         result, primer_end = requests.to_piece(primer, outputs, meta, piece.qpm)
         write_midi(result, args.out)
         written = [args.out]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -63,6 +64,8 @@ def data_settings(config: Config) -> dataset.Settings:
 def data_folder(config: Config, settings: dataset.Settings) -> Path:
     """Where the encoded data lives: keyed by inputs and settings, shared between jobs."""
     key = json.dumps([config.data, config.limit, str(settings)])
+    if config.strategy == "multiworker":  # workers sharing a machine must not share a folder
+        key += os.environ.get("TF_CONFIG", "")
     return dataset.cache_root() / "datasets" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 

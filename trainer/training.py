@@ -29,8 +29,13 @@ def arrays(config: Config, spec: data_lib.DataSpec, folder: Path):
         InputError: the training split yields no window.
     """
     family = MODELS[config.model]
+    splits = dataset.load_meta(folder)["splits"]
+    if not splits["train"]:
+        held = len(splits["validation"]) + len(splits["test"])
+        raise InputError(f"no training piece: the split (by content) holds all {held} pieces "
+                         "out for validation and test; add more files")
     train = family.arrays(folder, "train", spec, config)
-    if family.is_gan or not dataset.load_meta(folder)["splits"]["validation"]:
+    if family.is_gan or not splits["validation"]:
         return train, None
     try:
         return train, family.arrays(folder, "validation", spec, config)

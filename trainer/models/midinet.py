@@ -16,6 +16,7 @@ from keras import layers
 
 from preprocessing import dataset
 from preprocessing.bars import bars_to_piece
+from preprocessing.piece import InputError
 from trainer import rng
 from trainer.data import DataSpec
 
@@ -31,7 +32,7 @@ def make_arrays(folder, split: str, spec: DataSpec, config):
     """Every bar with its previous bar and chord; a GAN has no targets, so y is the bar too."""
     items = dataset.load_split(folder, split)
     if not items:
-        return {"melody": np.zeros((0, STEPS, PITCHES, 1), np.float32)}, np.zeros((0,))
+        raise InputError(f"no {split} bars")
     x = {k: np.concatenate([i[k] for i in items]).astype(np.float32)
          for k in ("melody", "previous", "chord")}
     x["melody"], x["previous"] = x["melody"][..., None], x["previous"][..., None]

@@ -705,3 +705,17 @@ def test_a_killed_job_resumes_where_it_stopped(corpus, tmp_path):
     assert float(resumed["loss"]) < float(rows[0]["loss"])
     assert (job / "model.keras").is_file()
     assert not (job / "backup").exists()  # removed once training finished
+
+
+def test_roll_loss_hparams_are_refused_for_notes_models(tmp_path):
+    job = tmp_path / "job"
+    rc, _, err = run_main(["--model", "lstm", "--representation", "notes", "--hparams",
+                           "loss=focal", "--job-dir", job])
+    assert rc == 2 and "piano-roll" in err.strip().splitlines()[-1]
+    assert not job.exists()
+
+
+def test_transposition_flags_reach_the_data_settings():
+    config = task.parse_args(["--model", "lstm", "--to-c", "--augment", "2", "--patience", "3"])
+    settings = task.data_settings(config)
+    assert settings.to_c and settings.augment == 2 and config.patience == 3

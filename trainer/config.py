@@ -23,6 +23,8 @@ class Config:
     representation: str = ""
     encoding: str = "active"
     steps_per_quarter: int = 4
+    to_c: bool = False
+    augment: int = 0
     epochs: int = 30
     batch_size: int = 64
     seq_len: int = 64
@@ -59,6 +61,10 @@ class Config:
         for name in ("epochs", "batch_size", "seq_len"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1")
+        roll_only = {"loss", "alpha", "gamma"} & set(self.hparams) & set(family.defaults)
+        if roll_only and self.representation == "notes" and self.model != "seq2seq":
+            raise InputError(f"--hparams: {', '.join(sorted(roll_only))} shape piano-roll "
+                             "losses; notes models use cross-entropy")
         self.hparams = {**family.defaults, **self.hparams}
         for name, choices in family.choices.items():
             if self.hparams[name] not in choices:

@@ -31,6 +31,9 @@ def parse_args(argv=None) -> Config:
                         help="default: the model's first")
     parser.add_argument("--encoding", default="active", choices=("active", "onset-sustain"))
     parser.add_argument("--steps-per-quarter", type=int, default=Config.steps_per_quarter)
+    parser.add_argument("--to-c", action="store_true", help="transpose to C major / A minor")
+    parser.add_argument("--augment", type=int, default=0, metavar="N",
+                        help="add ±1..N semitone transpositions of training pieces")
     parser.add_argument("--epochs", type=int, default=Config.epochs)
     parser.add_argument("--batch-size", type=int, default=Config.batch_size)
     parser.add_argument("--seq-len", type=int, default=Config.seq_len,
@@ -45,20 +48,25 @@ def parse_args(argv=None) -> Config:
     parser.add_argument("--export-name", default="", help="NAME (default: the model family)")
     parser.add_argument("--sample-every", type=int, default=Config.sample_every,
                         help="epochs between samples (0: none)")
+    parser.add_argument("--sample-steps", type=int, default=Config.sample_steps)
+    parser.add_argument("--patience", type=int, default=Config.patience,
+                        help="early stopping: epochs without improvement")
     args = parser.parse_args(argv)
     return Config(model=args.model, data=tuple(args.data), representation=args.representation or "",
                   encoding=args.encoding, steps_per_quarter=args.steps_per_quarter,
                   epochs=args.epochs, batch_size=args.batch_size, seq_len=args.seq_len,
                   hparams=parse_hparams(args.hparams, args.model), seed=args.seed,
                   job_dir=args.job_dir, strategy=args.strategy, limit=args.limit,
-                  sample_every=args.sample_every, export_dir=args.export_dir,
+                  sample_every=args.sample_every, sample_steps=args.sample_steps,
+                  patience=args.patience, to_c=args.to_c, augment=args.augment,
+                  export_dir=args.export_dir,
                   export_name=args.export_name)
 
 
 def data_settings(config: Config) -> dataset.Settings:
     return dataset.Settings(representation=config.representation,
                             steps_per_quarter=config.steps_per_quarter, encoding=config.encoding,
-                            read=ReadOptions())
+                            to_c=config.to_c, augment=config.augment, read=ReadOptions())
 
 
 def data_folder(config: Config, settings: dataset.Settings) -> Path:

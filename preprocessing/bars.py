@@ -22,8 +22,13 @@ PITCHES = 128
 
 
 def bar_bounds(piece: Piece) -> np.ndarray:
-    """Start of every bar plus the end of the last one; extends the piece's bar lines to its end."""
-    starts = [b for b in piece.bar_starts if b < piece.end] or [0.0]
+    """Start of every bar plus the end of the last one: the piece's bar lines up to its end,
+    continued at the last bar's length (4 beats when one bar line is known)."""
+    lines = np.unique(np.asarray(piece.bar_starts, np.float64))
+    starts = [float(b) for b in lines if b < piece.end] or [0.0]
+    after = lines[(lines > starts[-1]) & (lines >= piece.end)]
+    if len(after):
+        return np.asarray([*starts, float(after[0])])
     length = starts[-1] - starts[-2] if len(starts) > 1 else 4.0
     while starts[-1] + length < piece.end:
         starts.append(starts[-1] + length)

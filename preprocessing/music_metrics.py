@@ -7,6 +7,7 @@ import itertools
 
 import numpy as np
 
+from preprocessing.bars import bar_bounds
 from preprocessing.piece import InputError, Piece, quantize
 
 # mgeval's 12 note-length classes in quarter notes: whole, half, quarter, eighth, sixteenth;
@@ -34,11 +35,7 @@ def length_beats(piece: Piece) -> float:
     Bar lines are `piece.bar_starts`, continued past the last one at the last bar's length (4
     beats when a single bar line is known). An empty piece has length 0.
     """
-    end, bars = piece.end, np.sort(np.append(piece.bar_starts, 0.0))
-    if end <= 0 or (bars >= end - 1e-9).any():
-        return float(bars[bars >= end - 1e-9].min()) if end > 0 else 0.0
-    bar = bars[-1] - bars[-2] if len(bars) > 2 else 4.0
-    return float(bars[-1] + np.ceil((end - bars[-1]) / bar - 1e-9) * bar)
+    return float(bar_bounds(piece)[-1]) if piece.end > 0 else 0.0
 
 
 def _sounding(piece: Piece, steps_per_quarter: int) -> np.ndarray:

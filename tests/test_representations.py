@@ -461,3 +461,11 @@ def test_from_notes_builds_a_piece():
     assert piece.bar_starts.tolist() == [0.0]
     assert (piece.name, piece.qpm, piece.end) == ("x", 70, 2.0)
     assert len(from_notes([])) == 0
+
+
+def test_bar_bounds_survive_repeated_and_irregular_bar_lines():
+    piece = make_piece([(60, 0, 1), (62, 5, 1)], bar_starts=[0.0, 4.0, 4.0])
+    assert bars.bar_bounds(piece).tolist() == [0.0, 4.0, 8.0]
+    # a known bar line past the end closes the last bar, whatever its length
+    piece = make_piece([(60, 0, 1), (62, 4, 1)], bar_starts=[0.0, 4.0, 6.0, 10.0])
+    assert bars.bar_bounds(piece).tolist() == [0.0, 4.0, 6.0]

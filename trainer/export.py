@@ -231,14 +231,14 @@ class Exported(tf.Module):
         return {"frames": frames * tf.cast(keep, tf.float32)[..., None]}
 
     def _next_roll(self, context):
-        if self.family == "seq2seq":
-            states = self.model.encode(context)
-            start = tf.concat([tf.zeros_like(context[:, :1]), tf.ones_like(context[:, :1, :1])],
-                              -1)
-            logits, _ = self.model.decode(start, states)
-        else:
-            logits = self.model(context, training=False)
-        return {"probs": tf.sigmoid(_last(logits))}
+        if self.family != "seq2seq":  # the same path as generate's primer
+            valid = tf.ones(tf.shape(context)[:2], tf.bool)
+            _, logits = decoders.feed(self.decoder, self.spec, context, valid)
+            return {"probs": tf.sigmoid(logits[0])}
+        states = self.model.encode(context)
+        start = tf.concat([tf.zeros_like(context[:, :1]), tf.ones_like(context[:, :1, :1])], -1)
+        logits, _ = self.model.decode(start, states)
+        return {"probs": tf.sigmoid(logits[:, -1])}
 
     # --- bars ---
 
@@ -254,11 +254,6 @@ class Exported(tf.Module):
     def _next_bar(self, chord, previous, seed):
         z = rng.normal_tf(seed, 0, 0, self.model.noise)
         return {"probs": self.model.generate(z, chord, previous[..., None])[..., 0]}
-
-
-def _last(logits):
-    """The last position of [B, T, C] outputs; [B, C] outputs are already last-only."""
-    return logits[:, -1] if logits.shape.rank == 3 else logits
 
 
 # --- layout -----------------------------------------------------------------------------------

@@ -207,3 +207,17 @@ BAD_INPUTS = {
     "unsupported extension": (_unsupported, r"unsupported file type \.txt \(expected one of "
                                             r"\.mid, .*\.krn\)"),
 }
+
+
+def two_voices(seed: int) -> list:
+    """A distinct 8-bar piece per seed: a melody on the C major scale over a bass, as the
+    (melody, bass) note lists `write_midi_file` takes."""
+    rng = np.random.default_rng(seed)
+    scale = [0, 2, 4, 5, 7, 9, 11]
+    melody, t = [], 0.0
+    while t < 32:
+        length = float(rng.choice([0.5, 1.0, 1.0, 2.0]))
+        melody.append((60 + scale[rng.integers(7)] + 12 * int(rng.integers(2)), t, length))
+        t += length
+    bass = [(36 + scale[int(rng.integers(7))], 2.0 * b, 2.0) for b in range(16)]
+    return [melody, bass]

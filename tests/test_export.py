@@ -32,7 +32,7 @@ import tensorflow as tf
 from preprocessing.dataset import Settings
 from preprocessing.notes import OOV, Vocabulary, event_string, parse_event_string
 from preprocessing.readers import read_file
-from tests.conftest import BASS, MELODY, write_midi_file
+from tests.conftest import BASS, MELODY, two_voices, write_midi_file
 from trainer import data as data_lib
 from trainer import export, generate, rng, sampling, task
 from trainer.config import Config
@@ -87,24 +87,11 @@ def parse_cache(tmp_path_factory):
     patch.undo()
 
 
-def phrase(k: int) -> list:
-    """The k-th of a family of distinct 8-bar two-voice pieces (melody in C major over a bass)."""
-    r = np.random.default_rng(100 + k)
-    scale = [0, 2, 4, 5, 7, 9, 11]
-    melody, t = [], 0.0
-    while t < 32:
-        length = float(r.choice([0.5, 1.0, 1.0, 2.0]))
-        melody.append((60 + scale[r.integers(7)] + 12 * int(r.integers(2)), t, length))
-        t += length
-    bass = [(36 + scale[int(r.integers(7))], 2.0 * b, 2.0) for b in range(16)]
-    return [melody, bass]
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("export-corpus")
     for k in range(6):
-        write_midi_file(folder / f"piece{k}.mid", phrase(k))
+        write_midi_file(folder / f"piece{k}.mid", two_voices(100 + k))
     return folder
 
 

@@ -48,7 +48,7 @@ from preprocessing.notes import Vocabulary
 from preprocessing.readers import read_file
 from preprocessing.writers import write_midi
 from serving.client import Client, ClientError
-from tests.conftest import BASS, MELODY, write_midi_file
+from tests.conftest import BASS, MELODY, two_voices, write_midi_file
 from trainer import data as data_lib
 from trainer import export
 from trainer.config import Config
@@ -92,19 +92,6 @@ def parse_cache(tmp_path_factory):
     patch.undo()
 
 
-def phrase(k: int) -> list:
-    """The k-th of a family of distinct 8-bar two-voice pieces (melody in C major over a bass)."""
-    r = np.random.default_rng(300 + k)
-    scale = [0, 2, 4, 5, 7, 9, 11]
-    melody, t = [], 0.0
-    while t < 32:
-        length = float(r.choice([0.5, 1.0, 1.0, 2.0]))
-        melody.append((60 + scale[r.integers(7)] + 12 * int(r.integers(2)), t, length))
-        t += length
-    bass = [(36 + scale[int(r.integers(7))], 2.0 * b, 2.0) for b in range(16)]
-    return [melody, bass]
-
-
 @dataclasses.dataclass
 class Trained:
     family: str
@@ -142,7 +129,7 @@ def trained(workdir) -> Zoo:
     EXPORT/roll_v/1 (a copy of roll/1); models.config lists all four."""
     corpus = workdir / "corpus"
     for k in range(4):
-        write_midi_file(corpus / f"piece{k}.mid", phrase(k))
+        write_midi_file(corpus / f"piece{k}.mid", two_voices(300 + k))
     export_dir = workdir / "models"
     out = Zoo()
     out.export_dir = export_dir

@@ -28,7 +28,7 @@ from preprocessing import dataset, pianoroll
 from preprocessing.dataset import Settings, split_of
 from preprocessing.notes import Vocabulary, token_pitches
 from preprocessing.readers import SUFFIXES, content_digest, read_file
-from tests.conftest import BAD_INPUTS, write_midi_file
+from tests.conftest import BAD_INPUTS, two_voices, write_midi_file
 from trainer import data as data_lib
 from trainer import losses, metrics, sampling, task
 from trainer.config import Config, parse_hparams
@@ -62,19 +62,6 @@ def parse_cache(tmp_path_factory):
     patch.setenv("COMPOSER_CACHE", str(cache))
     yield cache
     patch.undo()
-
-
-def two_voices(k: int) -> list:
-    """The k-th of a family of distinct 8-bar pieces: a melody on the C major scale over a bass."""
-    rng = np.random.default_rng(k)
-    scale = [0, 2, 4, 5, 7, 9, 11]
-    melody, t = [], 0.0
-    while t < 32:
-        length = float(rng.choice([0.5, 1.0, 1.0, 2.0]))
-        melody.append((60 + scale[rng.integers(7)] + 12 * int(rng.integers(2)), t, length))
-        t += length
-    bass = [(36 + scale[int(rng.integers(7))], 2.0 * b, 2.0) for b in range(16)]
-    return [melody, bass]
 
 
 @pytest.fixture(scope="module")
@@ -308,7 +295,7 @@ def test_registry():
 
 
 def test_parse_hparams_types_values_like_the_defaults():
-    hp = parse_hparams(" units=32 , dropout=0.25,loss=focal,", "lstm")
+    hp = parse_hparams(" units=32 , dropout=0.25,loss=focal,", "lstm", "pianoroll")
     assert hp == {"units": 32, "dropout": 0.25, "loss": "focal"}
     assert type(hp["units"]) is int and type(hp["dropout"]) is float
     assert parse_hparams("spectral_norm=false,noise=4", "midinet") == \

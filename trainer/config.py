@@ -61,10 +61,6 @@ class Config:
         for name in ("epochs", "batch_size", "seq_len"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1")
-        roll_only = {"loss", "alpha", "gamma"} & set(self.hparams) & set(family.defaults)
-        if roll_only and self.representation == "notes" and self.model != "seq2seq":
-            raise InputError(f"--hparams: {', '.join(sorted(roll_only))} shape piano-roll "
-                             "losses; notes models use cross-entropy")
         self.hparams = {**family.defaults, **self.hparams}
         for name, choices in family.choices.items():
             if self.hparams[name] not in choices:
@@ -79,7 +75,7 @@ class Config:
 _BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
-def parse_hparams(text: str, model: str) -> dict:
+def parse_hparams(text: str, model: str, representation: str = "") -> dict:
     """`k=v,k2=v2` → dict, each value typed like the family's default.
 
     Raises:
@@ -102,4 +98,8 @@ def parse_hparams(text: str, model: str) -> dict:
             out[name] = _BOOLS[value.lower()] if kind is bool else kind(value)
         except (KeyError, ValueError):
             raise InputError(f"--hparams: {name}={value!r} is not a {kind.__name__}") from None
+    roll_only = {"loss", "alpha", "gamma"} & set(out)
+    if roll_only and (representation or MODELS[model].representations[0]) == "notes":
+        raise InputError(f"--hparams: {', '.join(sorted(roll_only))} shape piano-roll losses; "
+                         "notes models use cross-entropy")
     return out

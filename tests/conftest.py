@@ -137,6 +137,17 @@ def cache_dir(tmp_path):
     return tmp_path / "cache"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def parse_cache(tmp_path_factory):
+    """One parse cache per test module, for the datasets and models that module-scoped fixtures
+    build (before any function-scoped fixture runs), away from the user's ~/.cache."""
+    cache = tmp_path_factory.mktemp("module-cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("COMPOSER_CACHE", str(cache))
+    yield cache
+    patch.undo()
+
+
 @pytest.fixture(autouse=True)
 def _no_home_cache(monkeypatch, tmp_path_factory):
     """Points the default parse cache of any subprocess away from ~/.cache.

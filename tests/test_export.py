@@ -77,16 +77,6 @@ OUTPUT = {"notes": "tokens", "pianoroll": "frames", "bars": "bars"}
 
 # --- fixtures: real MIDI files → datasets → trained models → exported and loaded SavedModels -----
 
-@pytest.fixture(scope="module", autouse=True)
-def parse_cache(tmp_path_factory):
-    """One parse cache for the module, away from the user's."""
-    cache = tmp_path_factory.mktemp("export-cache")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("COMPOSER_CACHE", str(cache))
-    yield cache
-    patch.undo()
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("export-corpus")

@@ -82,16 +82,6 @@ META_KEYS = {"model", "representation", "steps_per_quarter", "encoding", "vocab_
 
 # --- fixtures: MIDI corpus → datasets → tiny trained models → an export folder → a server --------
 
-@pytest.fixture(scope="module", autouse=True)
-def parse_cache(tmp_path_factory):
-    """One parse cache for the module (in-process and subprocesses), away from the user's."""
-    cache = tmp_path_factory.mktemp("serving-cache")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("COMPOSER_CACHE", str(cache))
-    yield cache
-    patch.undo()
-
-
 @dataclasses.dataclass
 class Trained:
     family: str

@@ -53,17 +53,6 @@ def hparams_flag(name: str) -> str:
 
 # --- fixtures: a corpus of real MIDI files, datasets built from it once per module ---------------
 
-@pytest.fixture(scope="module", autouse=True)
-def parse_cache(tmp_path_factory):
-    """One parse cache for the module's in-process runs, away from the user's (COMPOSER_CACHE is
-    read at each call)."""
-    cache = tmp_path_factory.mktemp("trainer-cache")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("COMPOSER_CACHE", str(cache))
-    yield cache
-    patch.undo()
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     """A folder of 8 small MIDI files: 6 in the training split and 2 in the validation split."""

@@ -15,13 +15,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# family → (representation, epochs, hparams): sized to train in minutes on 2 CPU cores
+# row name → (family, representation, epochs, hparams): sized to train in minutes on 2 CPU cores
 BUDGETS = {
-    "lstm": ("notes", 15, "layers=2,units=256"),
-    "bilstm": ("notes", 10, "layers=2,units=256"),
-    "attention_lstm": ("notes", 30, ""),
-    "seq2seq": ("pianoroll", 10, "units=256,layers=2"),
-    "midinet": ("bars", 10, ""),
+    "lstm": ("lstm", "notes", 15, "layers=2,units=256"),
+    "lstm_condition": ("lstm", "notes", 15, "layers=2,units=256,condition=true"),
+    "bilstm": ("bilstm", "notes", 10, "layers=2,units=256"),
+    "attention_lstm": ("attention_lstm", "notes", 30, ""),
+    "seq2seq": ("seq2seq", "pianoroll", 10, "units=256,layers=2"),
+    "midinet": ("midinet", "bars", 10, ""),
+    "vae": ("vae", "pianoroll", 20, ""),
+    "wgan_gp": ("wgan_gp", "pianoroll", 20, ""),
+    "wgan_gp_dcrnn": ("wgan_gp", "pianoroll", 20, "generator=dcrnn"),
 }
 
 
@@ -41,11 +45,11 @@ def main() -> None:
     out = Path(args.out)
     rows = []
     for name in args.models:
-        rep, epochs, hparams = BUDGETS[name]
+        family, rep, epochs, hparams = BUDGETS[name]
         began = time.perf_counter()
-        run(["trainer.task", "--model", name, "--representation", rep, "--epochs", str(epochs),
+        run(["trainer.task", "--model", family, "--representation", rep, "--epochs", str(epochs),
              "--hparams", hparams, "--job-dir", str(out / "jobs" / name), "--sample-every", "0",
-             "--export-dir", str(out / "saved_models")])
+             "--export-dir", str(out / "saved_models"), "--export-name", name])
         minutes = (time.perf_counter() - began) / 60
         run(["trainer.evaluate", "--model", str(out / "saved_models" / name),
              "--data", "corpus:bach", "--data-split", "test", "--train-data", "corpus:bach",

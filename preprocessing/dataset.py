@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocessing import bars, notes, pianoroll, transforms
+from preprocessing import bars, notes, performance, pianoroll, transforms
 from preprocessing.piece import InputError, Piece
 from preprocessing.readers import (
     ReadOptions,
@@ -35,7 +35,7 @@ from preprocessing.readers import (
     read_file,
 )
 
-REPRESENTATIONS = ("notes", "pianoroll", "bars")
+REPRESENTATIONS = ("notes", "pianoroll", "bars", "performance")
 SPLITS = ("train", "validation", "test")
 PIECES_PER_SHARD = 2000
 CACHE_VERSION = 1
@@ -109,6 +109,8 @@ def encode(piece: Piece, settings: Settings):
                                      settings.max_shift)
     if settings.representation == "pianoroll":
         return pianoroll.piece_to_roll(piece, settings.steps_per_quarter, settings.encoding)
+    if settings.representation == "performance":
+        return performance.piece_to_rows(piece, settings.steps_per_quarter, settings.max_duration)
     return bars.piece_to_bars(piece)
 
 
@@ -320,7 +322,8 @@ def load_split(folder: str | Path, split: str = "train") -> list:
 
     Returns:
         `notes`: int32 [n, 3] (token id, duration, shift) per item; `pianoroll`: uint8 [T, 88]
-        or [T, 88, 2]; `bars`: dicts of "melody", "previous" ([B, 16, 128]) and "chord" ([B, 13]).
+        or [T, 88, 2]; `bars`: dicts of "melody", "previous" ([B, 16, 128]) and "chord" ([B, 13]);
+        `performance`: int32 [n, 4] (pitch, onset, duration, velocity).
     """
     items = []
     for shard in sorted(Path(folder).glob(f"{split}-*.npz")):

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from preprocessing import bars, notes, pianoroll
+from preprocessing import bars, notes, performance, pianoroll, transforms
 from preprocessing.piece import InputError, Piece
 
 METADATA_REQUEST = {"request": np.zeros([1], np.int32)}  # the `metadata` signature's input
@@ -46,6 +46,14 @@ def add_request_flags(parser) -> None:
     parser.add_argument("--threshold", type=float, default=0.0,
                         help="piano roll: keys on above this probability (0: sample)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--key", default="", help="conditional models: compose in this key "
+                        "(C, F#, Bb, Am, 'C# minor'; default: the primer's)")
+    parser.add_argument("--density", type=float, help="conditional models: note events per "
+                        "grid step, 0-1 (default: the primer's)")
+    parser.add_argument("--form", default="", help="wgan_gp: a letter per segment; equal "
+                        "letters repeat a segment's noise (e.g. ABCAB; default: all new)")
+    parser.add_argument("--interpolate", metavar="FILE", help="vae: blend the primer into "
+                        "FILE's opening over --steps segments (the `interpolate` signature)")
 
 
 def read_primer(path: str | None) -> Piece:
@@ -72,23 +80,69 @@ def primer_steps(piece: Piece, meta: dict, length: int | None = None):
 
 
 def generate_inputs(primer, meta: dict, steps: int, temperature: float = 1.0, top_k: int = 0,
-                    seed: int = 0, threshold: float = 0.0) -> dict[str, np.ndarray]:
-    """The `generate` inputs for one request (batch of 1), by representation."""
+                    seed: int = 0, threshold: float = 0.0, key: str = "",
+                    density: float | None = None, form: str = "") -> dict[str, np.ndarray]:
+    """The `generate` inputs for one request (batch of 1): the ones the model's metadata lists.
+
+    Raises:
+        InputError: --key or --density for a model that takes no condition, or a bad key.
+    """
+    names = meta["inputs"].split(",")
+    for flag, value, name in (("--key", key, "key"), ("--density", density, "density")):
+        if value not in ("", None) and name not in names:
+            raise InputError(f"{flag}: {meta['model']} is not conditional (train it with "
+                             "--hparams condition=true)")
+    if form and "form" not in names:
+        raise InputError(f"--form: {meta['model']} does not take a form (wgan_gp does)")
     rep = meta["representation"]
-    if rep == "bars":
-        return {"chords": np.asarray(primer, np.float32)[None],
-                "num_bars": np.asarray([steps], np.int32), "seed": np.asarray([seed], np.int64)}
-    common = {"num_steps": np.asarray([steps], np.int32),
-              "temperature": np.asarray([temperature], np.float32),
-              "seed": np.asarray([seed], np.int64)}
     if rep == "notes":
         # "" pads at the start to the model's window: requests of one model then have one
         # shape, which TF Serving's batching needs to merge them
         padded = [""] * max(0, int(meta["window"]) - len(primer)) + list(primer)
-        return {"primer": np.asarray([padded], object), "top_k": np.asarray([top_k], np.int32),
-                **common}
-    return {"primer": np.asarray(primer, np.float32)[None],
-            "threshold": np.asarray([threshold], np.float32), **common}
+        primer = np.asarray([padded], object)
+    else:
+        primer = np.asarray(primer, np.float32)[None]
+    pool = {"primer": primer, "chords": primer,
+            "num_steps": np.asarray([steps], np.int32), "num_bars": np.asarray([steps], np.int32),
+            "temperature": np.asarray([temperature], np.float32),
+            "top_k": np.asarray([top_k], np.int32),
+            "threshold": np.asarray([threshold], np.float32),
+            "seed": np.asarray([seed], np.int64),
+            "key": np.asarray([transforms.key_name(key) if key else ""], object),
+            "form": np.asarray([form.strip().upper()], object),
+            "density": np.asarray([-1.0 if density is None else density], np.float32)}
+    return {name: pool[name] for name in names}
+
+
+def interpolate_inputs(a, b, meta: dict, points: int, temperature: float = 1.0,
+                       threshold: float = 0.0, seed: int = 0) -> dict[str, np.ndarray]:
+    """The `interpolate` inputs (vae) for one request: frames a and b, blended in `points`
+    segments."""
+    if meta["model"] != "vae":
+        raise InputError(f"--interpolate: {meta['model']} has no interpolate signature (vae has)")
+    return {"a": np.asarray(a, np.float32)[None], "b": np.asarray(b, np.float32)[None],
+            "num_points": np.asarray([points], np.int32),
+            "temperature": np.asarray([temperature], np.float32),
+            "threshold": np.asarray([threshold], np.float32),
+            "seed": np.asarray([seed], np.int64)}
+
+
+def refine_inputs(piece: Piece, meta: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The `refine` inputs for a piece's notes (batch of 1), and its rows, on the refine model's
+    grid."""
+    if meta["representation"] != "performance":
+        raise InputError(f"--refine: {meta['model']} is not a refine model (train one with "
+                         "python -m trainer.task --model refine)")
+    rows = performance.piece_to_rows(piece, meta["steps_per_quarter"], meta["max_duration"])
+    return {f: rows[None, :, i] for i, f in enumerate(("pitch", "onset", "duration"))}, rows
+
+
+def refined(piece: Piece, rows: np.ndarray, outputs: dict, meta: dict) -> Piece:
+    """The piece with the refine model's velocities and durations."""
+    rows = rows.copy()
+    rows[:, 2] = np.asarray(outputs["duration"])[0]
+    rows[:, 3] = np.asarray(outputs["velocity"])[0]
+    return performance.rows_to_piece(rows, meta["steps_per_quarter"], piece.qpm, piece.name)
 
 
 def to_piece(primer, outputs: dict, meta: dict, qpm: float = 120.0,
@@ -106,6 +160,8 @@ def to_piece(primer, outputs: dict, meta: dict, qpm: float = 120.0,
         primer_end = sum(notes.parse_event_string(s)[2] for s in primer if s) / spq
         return notes.events_to_piece(events, spq, qpm), primer_end
     if rep == "pianoroll":
+        if "primer" not in meta["inputs"].split(","):  # composed from noise alone (wgan_gp)
+            primer = np.zeros((0, meta["keys"]), np.float32)
         frames = np.concatenate([primer, np.asarray(outputs["frames"])[0]])
         roll = pianoroll.from_frames(frames, meta["encoding"])
         return pianoroll.roll_to_piece(roll, spq, qpm), len(primer) / spq

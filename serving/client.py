@@ -4,6 +4,11 @@
         --seed 7 --out out.mid [--wav out.wav] [--primer in.mid] [--version N | --label L]
     python -m serving.client --server 127.0.0.1:8500 --model attention_lstm --status
     python -m serving.client --rest http://127.0.0.1:8501 --model attention_lstm --metadata
+    python -m serving.client --model attention_lstm --key "A minor" --density 0.4 \\
+        --refine refine --out out.mid
+    python -m serving.client --model vae --primer a.mid --interpolate b.mid --steps 5 \\
+        --out blend.mid
+    python -m serving.client --model wgan_gp --form ABCAB --steps 320 --out gan.mid
 
 It reads the model's `metadata` signature to learn its representation, converts the primer with
 `preprocessing`, and calls `generate` once.
@@ -149,14 +154,39 @@ class Client:
     def generate(self, model: str, primer: Piece, steps: int, temperature: float = 1.0,
                  top_k: int = 0, seed: int = 0, threshold: float = 0.0,
                  version: int | None = None, label: str = "",
-                 primer_steps: int | None = None) -> tuple[Piece, float]:
-        """Composes a continuation of `primer`; returns (primer + continuation, primer end)."""
+                 primer_steps: int | None = None, key: str = "",
+                 density: float | None = None, form: str = "") -> tuple[Piece, float]:
+        """Composes a continuation of `primer`; returns (primer + continuation, primer end).
+        `key` and `density` set a conditional model's condition (default: the primer's);
+        `form` (wgan_gp) the segments' noise letters."""
         meta = self.metadata(model, version, label)
         steps_in = requests.primer_steps(primer, meta, primer_steps)
         inputs = requests.generate_inputs(steps_in, meta, steps, temperature, top_k, seed,
-                                          threshold)
+                                          threshold, key, density, form)
         outputs = self.predict(model, "generate", inputs, version, label)
         return requests.to_piece(steps_in, outputs, meta, primer.qpm)
+
+    def interpolate(self, model: str, a: Piece, b: Piece, points: int,
+                    temperature: float = 1.0, threshold: float = 0.0, seed: int = 0,
+                    version: int | None = None, label: str = "",
+                    primer_steps: int | None = None) -> tuple[Piece, float]:
+        """A `vae`'s blend from a's opening to b's in `points` segments; returns (the blend,
+        0.0)."""
+        meta = self.metadata(model, version, label)
+        a_in = requests.primer_steps(a, meta, primer_steps)
+        b_in = requests.primer_steps(b, meta, primer_steps)
+        inputs = requests.interpolate_inputs(a_in, b_in, meta, points, temperature, threshold,
+                                             seed)
+        outputs = self.predict(model, "interpolate", inputs, version, label)
+        return requests.to_piece(a_in[:0], outputs, meta, a.qpm)
+
+    def refine(self, model: str, piece: Piece, version: int | None = None,
+               label: str = "") -> Piece:
+        """The piece with velocities and steady durations from a served refine model."""
+        meta = self.metadata(model, version, label)
+        inputs, rows = requests.refine_inputs(piece, meta)
+        return requests.refined(piece, rows, self.predict(model, "refine", inputs, version,
+                                                          label), meta)
 
 
 def _listed(value: np.ndarray):
@@ -179,6 +209,8 @@ def main(argv=None) -> int:
     parser.add_argument("--status", action="store_true", help="print the model's status")
     parser.add_argument("--metadata", action="store_true", help="print metadata and signatures")
     requests.add_request_flags(parser)
+    parser.add_argument("--refine", metavar="NAME", help="then give the notes velocities and "
+                        "steady durations with this served refine model (e.g. refine)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     parser.add_argument("--out", help="MIDI file to write")
     parser.add_argument("--wav", help="also render a WAV")
@@ -196,9 +228,19 @@ def main(argv=None) -> int:
             return 0
         if not args.out:
             raise InputError("--out: where to write the MIDI file")
-        piece, _ = client.generate(args.model, requests.read_primer(args.primer), args.steps,
-                                   args.temperature, args.top_k, args.seed, args.threshold,
-                                   args.version, args.label, args.primer_steps)
+        primer = requests.read_primer(args.primer)
+        if args.interpolate:
+            piece, _ = client.interpolate(args.model, primer,
+                                          requests.read_primer(args.interpolate), args.steps,
+                                          args.temperature, args.threshold, args.seed,
+                                          args.version, args.label, args.primer_steps)
+        else:
+            piece, _ = client.generate(args.model, primer, args.steps, args.temperature,
+                                       args.top_k, args.seed, args.threshold, args.version,
+                                       args.label, args.primer_steps, args.key, args.density,
+                                       args.form)
+        if args.refine:
+            piece = client.refine(args.refine, piece)
         write_midi(piece, args.out)
         if args.wav:
             audio.render_wav(args.out, args.wav)

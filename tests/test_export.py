@@ -266,6 +266,7 @@ def test_signatures_and_metadata(trained):
                 "encoding": t.encoding, "window": SEQ_LEN, "max_steps": 4096,
                 "vocab_size": len(t.vocab.tokens) if t.rep == "notes" else 0}
     assert {k: meta[k] for k in expected} == expected
+    assert set(meta["inputs"].split(",")) == gen_inputs and meta["conditional"] == 0
     if t.rep == "notes":
         assert (meta["max_duration"], meta["max_shift"]) == (32, 32)
         assert len(t.vocab.tokens) == t.spec.vocab_size > 2

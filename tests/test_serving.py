@@ -77,7 +77,7 @@ GENERATE_INPUTS = {"notes": {"primer", "num_steps", "temperature", "top_k", "see
 DEFAULT_INPUTS = {"notes": {"context"}, "pianoroll": {"context"},
                   "bars": {"chord", "previous", "seed"}}
 META_KEYS = {"model", "representation", "steps_per_quarter", "encoding", "vocab_size",
-             "max_duration", "max_shift", "keys", "window", "max_steps"}
+             "max_duration", "max_shift", "keys", "window", "max_steps", "conditional", "inputs"}
 
 
 # --- fixtures: MIDI corpus → datasets → tiny trained models → an export folder → a server --------

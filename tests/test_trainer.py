@@ -44,6 +44,9 @@ TINY = {
     "attention_lstm": dict(units=16, dense=16, attention_units=8),
     "seq2seq": dict(units=16, layers=1, dense=16),
     "midinet": dict(noise=8, filters=8),
+    "vae": dict(latent=4, units=8),
+    "wgan_gp": dict(noise=4, filters=8, critic_steps=1),
+    "refine": dict(units=8, layers=1, dense=8),
 }
 
 
@@ -75,7 +78,8 @@ def datasets(corpus, tmp_path_factory):
     """(folder, spec) per (representation, encoding), built once."""
     out = {}
     for rep, encoding in (("notes", "active"), ("pianoroll", "active"),
-                          ("pianoroll", "onset-sustain"), ("bars", "active")):
+                          ("pianoroll", "onset-sustain"), ("bars", "active"),
+                          ("performance", "active")):
         folder = tmp_path_factory.mktemp(f"ds-{rep}-{encoding}")
         spec, summary = data_lib.prepare([str(corpus)], folder,
                                          Settings(representation=rep, encoding=encoding),
@@ -278,8 +282,9 @@ def test_registry():
     assert {n: f.representations for n, f in MODELS.items()} == {
         "lstm": ("notes", "pianoroll"), "bilstm": ("notes", "pianoroll"),
         "attention_lstm": ("notes", "pianoroll"), "seq2seq": ("pianoroll",),
-        "midinet": ("bars",)}
-    assert [n for n, f in MODELS.items() if f.is_gan] == ["midinet"]
+        "midinet": ("bars",), "vae": ("pianoroll",), "wgan_gp": ("pianoroll",),
+        "refine": ("performance",)}
+    assert [n for n, f in MODELS.items() if f.is_gan] == ["midinet", "wgan_gp"]
     assert [n for n, f in MODELS.items() if f.last_only] == ["bilstm"]
 
 
@@ -323,10 +328,23 @@ def test_family_builds_trains_a_step_and_saves(name, rep, encoding, datasets, tm
     x, y = family.arrays(folder, "train", spec, config)
     xb, yb = first(x, 4), first(y, 4)
     model = family.build(spec, config.hparams, SEQ_LEN)
-    out = model(xb) if name != "midinet" else None
+    noise = np.random.default_rng(0).normal(size=(4, 4)).astype("float32")
+    out = model(noise) if name == "wgan_gp" else model(xb) if name != "midinet" else None
     keys = 176 if encoding == "onset-sustain" else 88
 
-    if rep == "notes":
+    if name in ("vae", "wgan_gp"):  # segments of seq_len frames; the GAN writes its own
+        assert xb.shape == (4, SEQ_LEN, keys)
+        assert tuple(out.shape) == (4, SEQ_LEN, keys)
+        if name == "vae":
+            np.testing.assert_array_equal(xb, yb)
+        else:
+            assert float(np.min(out)) >= 0 and float(np.max(out)) <= 1
+    elif name == "refine":
+        assert set(xb) == {"pitch", "onset", "duration"} and set(yb) == {"velocity", "duration"}
+        assert xb["pitch"].shape == (4, SEQ_LEN)
+        assert tuple(out["duration"].shape) == (4, SEQ_LEN, spec.max_duration + 1)
+        assert tuple(out["velocity"].shape) == (4, SEQ_LEN, 1)
+    elif rep == "notes":
         assert x.shape[1:] == (SEQ_LEN, 3)
         assert set(out) == set(data_lib.NOTE_FIELDS)
         for field, classes in spec.classes.items():
@@ -362,6 +380,10 @@ def test_family_builds_trains_a_step_and_saves(name, rep, encoding, datasets, tm
     assert any(not np.array_equal(a, b) for a, b in zip(before, after)), "no weight changed"
     if name == "midinet":
         assert set(history) == {"d_loss", "g_loss"}
+    elif name == "wgan_gp":
+        assert set(history) == {"d_loss", "g_loss", "wasserstein", "penalty"}
+    elif name == "vae":
+        assert set(history) == {"loss", "recon", "kl", "elbo"}
     else:
         assert "loss" in history
     assert all(np.isfinite(v[-1]) for v in history.values())
@@ -372,6 +394,8 @@ def test_family_builds_trains_a_step_and_saves(name, rep, encoding, datasets, tm
     if name == "midinet":
         feed = {"chord": xb["chord"], "previous": xb["previous"],
                 "noise": np.random.default_rng(0).normal(size=(4, 8)).astype("float32")}
+    elif name == "wgan_gp":
+        feed = noise
     else:
         feed = xb
     for a, b in zip(keras.tree.flatten(model(feed)), keras.tree.flatten(again(feed))):

@@ -19,9 +19,10 @@ class DataSpec:
     """What a model needs to know about its data.
 
     Attributes:
-        representation: "notes", "pianoroll" or "bars".
+        representation: "notes", "pianoroll", "bars" or "performance".
         steps_per_quarter: the grid.
-        vocab_size, max_duration, max_shift: `notes`: classes of the three event fields.
+        vocab_size, max_duration, max_shift: `notes`: classes of the three event fields
+            (`performance`: max_duration, the longest duration in steps).
         keys: `pianoroll`: values per frame (88, or 176 for onset-sustain: onsets then holds).
         encoding: `pianoroll` encoding.
     """
@@ -55,6 +56,8 @@ def spec_of(folder: Path) -> DataSpec:
         vocab = Vocabulary.load(Path(folder) / "vocab.json")
         return DataSpec("notes", s["steps_per_quarter"], len(vocab.tokens), vocab.max_duration,
                         vocab.max_shift)
+    if s["representation"] == "performance":
+        return DataSpec("performance", s["steps_per_quarter"], max_duration=s["max_duration"])
     keys = 176 if s["encoding"] == "onset-sustain" else 88
     return DataSpec(s["representation"], s["steps_per_quarter"], keys=keys,
                     encoding=s["encoding"])
@@ -103,11 +106,16 @@ def next_step_arrays(folder: Path, split: str, spec: DataSpec, seq_len: int,
     return x, y
 
 
+def rows(x) -> int:
+    """Examples in an array or a dict of arrays."""
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
 def to_dataset(x, y, batch_size: int, shuffle: bool, seed: int):
     """A batched, prefetched tf.data pipeline; shuffling is seeded, so runs repeat."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(rows(x), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

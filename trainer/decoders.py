@@ -78,7 +78,8 @@ class Recurrent(tf.Module):
         else:
             self.heads = [model.get_layer("frame")]
 
-    def initial_state(self, batch):
+    def initial_state(self, batch, condition=None):
+        """(the condition, [B, SIZE] or [B, 0], then each layer's state)."""
         state, width = [], None
         for layer in self.stack:
             if isinstance(layer, keras.layers.LSTM):
@@ -88,12 +89,14 @@ class Recurrent(tf.Module):
                 w = layer.attention_width
                 state.append((tf.zeros([batch, w, width]), tf.zeros([batch, w, layer.units]),
                               tf.zeros([batch], tf.int32)))
-        return state
+        return (tf.zeros([batch, 0]) if condition is None else condition), state
 
     def step(self, x, state):
         """x: an event [B, 3] or a frame [B, K] → (list of logits per head, new state)."""
+        condition, state = state
         h = tf.concat([emb(x[:, i]) for i, emb in enumerate(self.embeddings)], -1) \
             if self.notes else x
+        h = tf.concat([h, condition], -1)
         new = []
         for layer, s in zip(self.stack, state):
             if isinstance(layer, keras.layers.LSTM):
@@ -103,7 +106,7 @@ class Recurrent(tf.Module):
                 h, s = _attend(layer, h, s)
                 new.append(s)
         hidden = self.dense(h)
-        return [head(hidden) for head in self.heads], new
+        return [head(hidden) for head in self.heads], (condition, new)
 
 
 def _attend(layer: SeqSelfAttention, x, state):
@@ -132,7 +135,7 @@ class Window(tf.Module):
         self.width = [3] if self.notes else [spec.keys]
         self.dtype = tf.int32 if self.notes else tf.float32
 
-    def initial_state(self, batch):
+    def initial_state(self, batch, condition=None):
         return tf.zeros([batch, self.window, *self.width], self.dtype)  # the training padding
 
     def step(self, x, window):
@@ -141,8 +144,9 @@ class Window(tf.Module):
         return ([out[f] for f in NOTE_FIELDS] if self.notes else [out]), window
 
 
-def feed(decoder, spec: DataSpec, primer, valid):
+def feed(decoder, spec: DataSpec, primer, valid, condition=None):
     """Runs each row's valid primer steps through `decoder`; padding leaves a row untouched.
+    Conditional models read `condition` ([B, SIZE]) at every step.
 
     Returns:
         (state after the primer, list of next-step logits per head).
@@ -155,19 +159,19 @@ def feed(decoder, spec: DataSpec, primer, valid):
         return t + 1, _select(valid[:, t], new, state), _select(valid[:, t], out, last)
 
     _, state, last = tf.while_loop(lambda t, *_: t < length, body, (
-        0, decoder.initial_state(batch), [tf.zeros([batch, c]) for c in classes]))
+        0, decoder.initial_state(batch, condition), [tf.zeros([batch, c]) for c in classes]))
     return state, last
 
 
 def generate_next_step(decoder, spec: DataSpec, primer, valid, num_steps, temperature, top_k,
-                       threshold, seed):
+                       threshold, seed, condition=None):
     """Feeds each row's primer (where `valid`), then draws `max(num_steps)` steps.
 
     Returns:
         [B, n, 3] int32 events (notes) or [B, n, keys] float32 frames.
     """
     classes = list(spec.classes.values()) if spec.representation == "notes" else [spec.keys]
-    state, last = feed(decoder, spec, primer, valid)
+    state, last = feed(decoder, spec, primer, valid, condition)
 
     def draw(i, logits):
         if spec.representation == "notes":
@@ -245,3 +249,118 @@ def generate_midinet(model, chords, num_bars, seed):
     *_, out = tf.while_loop(lambda b, *_: b < steps, body,
                             (0, previous, tf.TensorArray(tf.float32, steps)))
     return batch_major(out.stack())
+
+
+def _frames_of(logits, temperature, threshold, seed, step):
+    """Bernoulli frames [B, T, keys] of key logits, drawn with `rng` stream 0 of `step`."""
+    shape = tf.shape(logits)
+    flat = tf.reshape(logits, [shape[0], -1])
+    u = rng.uniform_tf(seed, step, 0, tf.shape(flat)[1])
+    return tf.reshape(bernoulli(flat, temperature, threshold, u), shape)
+
+
+def walk(previous, noise, rho, temperature):
+    """The next segment's latent: rho x the last one plus fresh prior noise (scaled by the
+    temperature), keeping unit variance when the last one had it."""
+    return rho * previous + tf.sqrt(1.0 - rho * rho) * temperature[:, None] * noise
+
+
+def segment_of(frames, length: int):
+    """The last `length` frames of [B, L, keys], zero-padded at the start when shorter."""
+    pad = tf.maximum(length - tf.shape(frames)[1], 0)
+    frames = tf.pad(frames, [[0, 0], [pad, 0], [0, 0]])
+    return frames[:, -length:]
+
+
+def generate_vae(model, primer, num_steps, temperature, threshold, seed):
+    """`vae`: segments decoded from a walk in latent space that starts at the primer's code.
+
+    The primer's last segment is encoded to its posterior mean; each next latent keeps
+    `model.walk` of the one before and adds prior noise scaled by the temperature (walk 0:
+    independent samples from the prior). Returns frames [B, n, keys], n = max(num_steps).
+    """
+    z, _ = model.encode(segment_of(primer, model.segment))
+    steps = tf.reduce_max(num_steps)
+    count = (steps + model.segment - 1) // model.segment
+    rho = tf.constant(model.walk, tf.float32)
+
+    def body(k, z, out):
+        z = walk(z, rng.normal_tf(seed, k, 1, model.latent), rho, temperature)
+        return k + 1, z, out.write(k, _frames_of(model.decode(z), temperature, threshold,
+                                                 seed, k))
+
+    *_, out = tf.while_loop(lambda k, *_: k < count, body,
+                            (0, z, tf.TensorArray(tf.float32, count)))
+    frames = batch_major(out.stack())  # [B, count, T, keys]
+    shape = tf.shape(frames)
+    return tf.reshape(frames, [shape[0], -1, model.keys])[:, :steps]
+
+
+def slerp(a, b, t):
+    """Spherical interpolation between rows of a and b at fractions t [B] (linear where the two
+    are parallel)."""
+    unit = tf.math.l2_normalize
+    cos = tf.clip_by_value(tf.reduce_sum(unit(a, -1) * unit(b, -1), -1), -1.0, 1.0)
+    omega = tf.acos(cos)
+    sin = tf.sin(omega)
+    safe = sin > 1e-4
+    wa = tf.where(safe, tf.sin((1.0 - t) * omega) / tf.where(safe, sin, 1.0), 1.0 - t)
+    wb = tf.where(safe, tf.sin(t * omega) / tf.where(safe, sin, 1.0), t)
+    return wa[:, None] * a + wb[:, None] * b
+
+
+def interpolate_vae(model, a, b, num_points, temperature, threshold, seed):
+    """`vae`: max(num_points) segments decoded from latents blended from a's code to b's
+    (spherically); row r's segments past its num_points are zeros. Returns [B, n * T, keys]."""
+    za, _ = model.encode(segment_of(a, model.segment))
+    zb, _ = model.encode(segment_of(b, model.segment))
+    count = tf.reduce_max(num_points)
+    last = tf.cast(tf.maximum(num_points - 1, 1), tf.float32)
+
+    def body(k, out):
+        t = tf.minimum(tf.cast(k, tf.float32) / last, 1.0)
+        frames = _frames_of(model.decode(slerp(za, zb, t)), temperature, threshold, seed, k)
+        keep = tf.cast(k < num_points, tf.float32)[:, None, None]
+        return k + 1, out.write(k, frames * keep)
+
+    _, out = tf.while_loop(lambda k, _: k < count, body,
+                           (0, tf.TensorArray(tf.float32, count)))
+    frames = batch_major(out.stack())
+    shape = tf.shape(frames)
+    return tf.reshape(frames, [shape[0], -1, model.keys])
+
+
+def form_letters(form, count):
+    """Each row's letter index (A = 0) for segments 0..count-1: its form read in a cycle, or
+    0, 1, 2, ... (every segment new) where the form is ""."""
+    codes = tf.strings.unicode_decode(form, "UTF-8")
+    length = tf.cast(codes.row_lengths(), tf.int32)
+    letters = codes.to_tensor(default_value=ord("A")) - ord("A")
+    k = tf.range(count)[None]
+    cycled = tf.gather(letters, k % tf.maximum(length, 1)[:, None], batch_dims=1)
+    return tf.where(length[:, None] > 0, cycled, k)
+
+
+def generate_wgan(model, num_steps, form, temperature, threshold, seed):
+    """`wgan_gp`: segments from a chain of noise vectors, one per letter of `form` (ABCAB: the
+    fourth segment replays the first), scaled by the temperature; keys sound with the
+    generator's probability (or where it passes `threshold`). Returns [B, max(num_steps), keys].
+    """
+    steps = tf.reduce_max(num_steps)
+    count = (steps + model.segment - 1) // model.segment
+    letters = form_letters(form, count)
+
+    def body(k, out):
+        # a letter's noise and draws come from step = its index: a repeat replays it exactly
+        letter = letters[:, k]
+        z = rng.normal_tf(seed, letter, 1, model.noise) * temperature[:, None]
+        p = model.generate(z)
+        u = tf.reshape(rng.uniform_tf(seed, letter, 0, model.segment * model.keys), tf.shape(p))
+        on = tf.where(threshold[:, None, None] > 0, p > threshold[:, None, None], u < p)
+        return k + 1, out.write(k, tf.cast(on, tf.float32))
+
+    _, out = tf.while_loop(lambda k, _: k < count, body,
+                           (0, tf.TensorArray(tf.float32, count)))
+    frames = batch_major(out.stack())
+    shape = tf.shape(frames)
+    return tf.reshape(frames, [shape[0], -1, model.keys])[:, :steps]

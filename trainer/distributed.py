@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from preprocessing.piece import InputError
+from trainer import data as data_lib
 from trainer import losses
 from trainer.config import Config
 from trainer.data import DataSpec
@@ -52,13 +53,13 @@ def fit(config: Config, spec: DataSpec, job: Path, train, vocab=None) -> dict:
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     x, y = train
     global_batch = config.batch_size * strategy.num_replicas_in_sync
-    steps = len(x) // global_batch
+    steps = data_lib.rows(x) // global_batch
     if steps == 0:
         raise InputError(f"too little data for a global batch of {global_batch} windows")
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     ds = (tf.data.Dataset.from_tensor_slices((x, y))
-          .shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
+          .shuffle(data_lib.rows(x), seed=config.seed, reshuffle_each_iteration=True)
           .batch(global_batch, drop_remainder=True).with_options(options))
     with strategy.scope():
         model = family.build(spec, config.hparams, config.seq_len)
@@ -100,4 +101,4 @@ def fit(config: Config, spec: DataSpec, job: Path, train, vocab=None) -> dict:
         return {"loss": rows[-1]["loss"]}
     from trainer.training import export_model
 
-    return {"loss": rows[-1]["loss"], **export_model(config, spec, model, vocab)}
+    return {"loss": rows[-1]["loss"], **export_model(config, spec, model, vocab, x)}

@@ -88,8 +88,11 @@ def likelihood(signatures, meta: dict, pieces: list[Piece]) -> dict:
             pairs = list(zip(chunks[:-1], chunks[1:]))
             outs = [(fn(encoder=tf.constant(a[None]), target=tf.constant(b[None])), b)
                     for a, b in pairs]
+        elif len(roll) > 1:  # nll has a value per predicted frame: all but the first, or
+            out = fn(frames=tf.constant(roll[None]))  # all of them for the vae
+            outs = [(out, roll[len(roll) - out["nll"].shape[1]:])]
         else:
-            outs = [(fn(frames=tf.constant(roll[None])), roll[1:])] if len(roll) > 1 else []
+            outs = []
         for out, target in outs:
             on = out["probs"].numpy()[0] > 0.5
             nll += float(tf.reduce_sum(out["nll"]))
@@ -127,6 +130,9 @@ def evaluate(model_dir: Path, heldout: list[Piece], train: list[Piece], samples:
 
     loaded = tf.saved_model.load(str(model_dir))
     meta = read_metadata(loaded)
+    if "generate" not in loaded.signatures:
+        raise InputError(f"{model_dir}: {meta['model']} does not compose (no generate "
+                         "signature); bench/refine.py measures refine models")
     spq = meta["steps_per_quarter"]
     generated = generate_samples(loaded.signatures, meta, heldout, samples, steps, seed)
     tokens = [onset_tokens(p, spq) for p in generated]

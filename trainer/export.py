@@ -1,7 +1,8 @@
 """SavedModel export: every signature in one place, atomic versions, TF Serving's models.config.
 
 Signatures (every input has a leading batch dimension, so TF Serving can batch requests):
-- `serving_default`: the next-step distribution for a batch of contexts.
+- `serving_default`: the next-step distribution for a batch of contexts (vae: a context's
+  latent code and reconstruction; wgan_gp: the generator's output for given noise).
 - `generate`: a whole piece per row in one call (the sampling loop runs in the graph).
     notes:     primer [B, L] event strings ("C4.E4.G4|4|2", "" pads), num_steps [B],
                temperature [B], top_k [B], seed [B] → tokens [B, n] (event strings, "" past a
@@ -9,9 +10,19 @@ Signatures (every input has a leading batch dimension, so TF Serving can batch r
     pianoroll: primer [B, L, keys], num_steps, temperature, threshold (0: sample), seed
                → frames [B, n, keys]
     bars:      chords [B, C, 13], num_bars [B], seed [B] → bars [B, n, 16, 128]
+    wgan_gp:   num_steps, form [B] ("ABCAB": a letter per segment), temperature, threshold,
+               seed → frames
+    conditional lstm / attention_lstm: also key [B] ("C", "F#m"; "" keeps the primer's) and
+               density [B] (< 0 keeps the primer's) → also condition [B, 15]
 - `metadata`: request [B] (any values) → what a client needs to convert MIDI, one row per
-  request row: model, representation, grid, encoding, vocabulary size, window, max_steps.
-- `log_likelihood` (all but midinet): teacher-forced NLL in nats of every step after the first.
+  request row: model, representation, grid, encoding, vocabulary size, window, max_steps,
+  conditional, inputs (the `generate` inputs' names, comma-joined).
+- `interpolate` (vae): a [B, L, keys], b [B, L', keys], num_points, temperature, threshold,
+  seed → frames [B, n * segment, keys], decoded from latents blended from a's code to b's.
+- `refine` (also `serving_default`, refine nets): pitch, onset, duration [B, N] int32 →
+  velocity, duration [B, N].
+- `log_likelihood` (all but the GANs and refine): teacher-forced NLL in nats of every step
+  after the first (vae: of every frame, as the negative ELBO: a bound).
     notes:     events [B, L] → nll, token_nll, duration_nll, shift_nll [B, L-1]; counted
                (1 where the target counts) and oov (1 where the target token is out of
                vocabulary: left out of the NLL, reported apart)
@@ -25,10 +36,15 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
+from preprocessing.transforms import KEY_INDEX
+from trainer import conditions as cond_lib
 from trainer import decoders, rng
 from trainer.data import NOTE_FIELDS, DataSpec
+from trainer.models.common import input_name
+from trainer.models.vae import kl_per_dimension
 
 DEFAULT_MAX_STEPS = 4096
 
@@ -41,11 +57,18 @@ class Exported(tf.Module):
     """The serving module of one trained model."""
 
     def __init__(self, model, family: str, spec: DataSpec, window: int, vocab=None,
-                 max_steps: int = DEFAULT_MAX_STEPS):
+                 max_steps: int = DEFAULT_MAX_STEPS, conditions=None):
         super().__init__()
         decoders.disable_cudnn(model)
         self.model, self.family, self.spec = model, family, spec
         self.window, self.max_steps = window, max_steps
+        self.conditional = is_conditional(model)
+        if self.conditional:  # the key profiles come from the training windows' conditions
+            self.profiles = cond_lib.key_profiles(
+                conditions if conditions is not None else np.zeros((0, cond_lib.SIZE)))
+            self.keys = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+                list(KEY_INDEX), list(KEY_INDEX.values())), -2)
+            self.token_table = cond_lib.token_table(vocab.tokens) if vocab else None
         if family in ("lstm", "attention_lstm"):
             self.decoder = decoders.Recurrent(model, spec)
         elif family == "bilstm":
@@ -62,7 +85,8 @@ class Exported(tf.Module):
                 "steps_per_quarter": s.steps_per_quarter, "encoding": s.encoding,
                 "vocab_size": s.vocab_size, "max_duration": s.max_duration,
                 "max_shift": s.max_shift, "keys": s.keys, "window": self.window,
-                "max_steps": self.max_steps}
+                "max_steps": self.max_steps, "conditional": int(self.conditional),
+                "inputs": ",".join(spec.name for spec in self._generate_specs())}
 
     def _metadata(self, request):
         """One row of metadata per request row: TF Serving batches every signature, and a
@@ -70,31 +94,64 @@ class Exported(tf.Module):
         rows = tf.shape(request)[:1]
         return {k: tf.fill(rows, tf.constant(v)) for k, v in self.metadata_values().items()}
 
+    def _generate_specs(self) -> list:
+        """The `generate` signature's inputs (also listed in `metadata`, for clients)."""
+        rep, keys = self.spec.representation, self.spec.keys
+        batch = [_spec([None], tf.int32, "num_steps"), _spec([None], tf.float32, "temperature")]
+        if rep == "performance":
+            return [_spec([None, None], tf.int32, name) for name in ("pitch", "onset", "duration")]
+        if rep == "notes":
+            specs = [_spec([None, None], tf.string, "primer"), *batch,
+                     _spec([None], tf.int32, "top_k"), _spec([None], tf.int64, "seed")]
+        elif self.family == "wgan_gp":
+            specs = [batch[0], _spec([None], tf.string, "form"), batch[1],
+                     _spec([None], tf.float32, "threshold"), _spec([None], tf.int64, "seed")]
+        elif rep == "pianoroll":
+            specs = [_spec([None, None, keys], tf.float32, "primer"), *batch,
+                     _spec([None], tf.float32, "threshold"), _spec([None], tf.int64, "seed")]
+        else:
+            specs = [_spec([None, None, 13], tf.float32, "chords"),
+                     _spec([None], tf.int32, "num_bars"), _spec([None], tf.int64, "seed")]
+        if self.conditional:
+            specs += [_spec([None], tf.string, "key"), _spec([None], tf.float32, "density")]
+        return specs
+
+    def _roll_specs(self, *names):
+        return [_spec([None, None, self.spec.keys], tf.float32, n) for n in names]
+
     def signatures(self) -> dict:
         rep, keys = self.spec.representation, self.spec.keys
         meta = tf.function(self._metadata, input_signature=[_spec([None], tf.int32, "request")])
-        batch = [_spec([None], tf.int32, "num_steps"), _spec([None], tf.float32, "temperature")]
+        if rep == "performance":
+            refine = tf.function(self._refine, input_signature=self._generate_specs())
+            return {"serving_default": refine, "refine": refine, "metadata": meta}
+        method = self._generate_gan if self.family == "wgan_gp" else {
+            "notes": self._generate_notes, "pianoroll": self._generate_roll,
+            "bars": self._generate_bars}[rep]
+        generate = tf.function(method, input_signature=self._generate_specs())
         if rep == "notes":
-            generate = tf.function(self._generate_notes, input_signature=[
-                _spec([None, None], tf.string, "primer"), *batch,
-                _spec([None], tf.int32, "top_k"), _spec([None], tf.int64, "seed")])
             default = tf.function(self._next_notes, input_signature=[
                 _spec([None, None], tf.string, "context")])
         elif rep == "pianoroll":
-            generate = tf.function(self._generate_roll, input_signature=[
-                _spec([None, None, keys], tf.float32, "primer"), *batch,
-                _spec([None], tf.float32, "threshold"), _spec([None], tf.int64, "seed")])
             default = tf.function(self._next_roll, input_signature=[
                 _spec([None, None, keys], tf.float32, "context")])
         else:
-            generate = tf.function(self._generate_bars, input_signature=[
-                _spec([None, None, 13], tf.float32, "chords"), _spec([None], tf.int32, "num_bars"),
-                _spec([None], tf.int64, "seed")])
             default = tf.function(self._next_bar, input_signature=[
                 _spec([None, 13], tf.float32, "chord"),
                 _spec([None, 16, 128], tf.float32, "previous"), _spec([None], tf.int64, "seed")])
         signatures = {"serving_default": default, "generate": generate, "metadata": meta}
-        if rep == "notes":
+        if self.family == "vae":
+            signatures["serving_default"] = tf.function(self._encode,
+                                                        input_signature=self._roll_specs("context"))
+            signatures["interpolate"] = tf.function(self._interpolate, input_signature=[
+                *self._roll_specs("a", "b"), _spec([None], tf.int32, "num_points"),
+                *self._generate_specs()[2:]])
+            signatures["log_likelihood"] = tf.function(self._likelihood_vae,
+                                                       input_signature=self._roll_specs("frames"))
+        elif self.family == "wgan_gp":
+            signatures["serving_default"] = tf.function(self._from_noise, input_signature=[
+                _spec([None, self.model.noise], tf.float32, "noise")])
+        elif rep == "notes":
             signatures["log_likelihood"] = tf.function(self._likelihood_notes, input_signature=[
                 _spec([None, None], tf.string, "events")])
         elif self.family == "seq2seq":
@@ -121,6 +178,35 @@ class Exported(tf.Module):
                                                    message="temperature must be > 0")]
         return checks
 
+    # --- conditions (conditional models) ---
+
+    def _condition(self, steps, valid=None):
+        """The condition vector of each row's primer: events [B, L, 3] (where `valid`) or
+        frames."""
+        if self.spec.representation == "notes":
+            return cond_lib.from_events(steps, valid, self.token_table)
+        return cond_lib.from_frames(steps)
+
+    def _conditioned(self, condition, key, density):
+        """`condition` with the request's key ("" keeps the primer's) and density (< 0 keeps
+        it) put in, after checking them."""
+        batch = tf.shape(condition)[0]
+        index = tf.where(key == "", -1, self.keys.lookup(key))
+        with tf.control_dependencies([
+                tf.debugging.assert_equal(tf.shape(key)[0], batch, message="key: one per row"),
+                tf.debugging.assert_equal(tf.shape(density)[0], batch,
+                                          message="density: one per row"),
+                tf.debugging.assert_greater_equal(index, -1, message=(
+                    "key: unknown; use C, C#, Db, ..., B for major and Cm, ..., Bm for minor")),
+                tf.debugging.assert_less_equal(density, 1.0, message=(
+                    "density must be <= 1 (note events per grid step; < 0 keeps the primer's)"))]):
+            return cond_lib.override(condition, index, density, self.profiles)
+
+    def _model_inputs(self, steps, condition):
+        if not self.conditional:
+            return steps
+        return {input_name(self.spec): steps, "condition": condition}
+
     # --- notes ---
 
     def _parse(self, strings):
@@ -146,9 +232,12 @@ class Exported(tf.Module):
                                 tf.strings.as_string(ids[..., 1]),
                                 tf.strings.as_string(ids[..., 2])], "|")
 
-    def _generate_notes(self, primer, num_steps, temperature, top_k, seed):
+    def _generate_notes(self, primer, num_steps, temperature, top_k, seed, key=None,
+                        density=None):
         batch = tf.shape(primer)[0]
         ids, valid = self._parse(primer)
+        condition = self._conditioned(self._condition(ids, valid), key, density) \
+            if self.conditional else None
         with tf.control_dependencies(self._check(batch, num_steps, temperature) + [
                 tf.debugging.assert_equal(tf.reduce_all(tf.reduce_any(valid, axis=1)), True,
                                           message="primer: every row needs an event"),
@@ -157,19 +246,27 @@ class Exported(tf.Module):
                 tf.debugging.assert_equal(tf.shape(seed)[0], batch, message="seed: one per row")]):
             events = decoders.generate_next_step(self.decoder, self.spec, ids, valid, num_steps,
                                                  temperature, top_k, tf.zeros_like(temperature),
-                                                 seed)
+                                                 seed, condition)
         keep = tf.range(tf.shape(events)[1])[None] < num_steps[:, None]
-        return {"tokens": tf.where(keep, self._format(events), "")}
+        return self._with_condition({"tokens": tf.where(keep, self._format(events), "")},
+                                    condition)
+
+    @staticmethod
+    def _with_condition(outputs, condition):
+        return outputs if condition is None else {**outputs, "condition": condition}
 
     def _next_notes(self, context):
         ids, valid = self._parse(context)
-        _, logits = decoders.feed(self.decoder, self.spec, ids, valid)  # "" pads, as in generate
+        condition = self._condition(ids, valid) if self.conditional else None
+        # "" pads, as in generate
+        _, logits = decoders.feed(self.decoder, self.spec, ids, valid, condition)
         return {f"{f}_probs": tf.nn.softmax(lg) for f, lg in zip(NOTE_FIELDS, logits)}
 
     def _likelihood_notes(self, events):
         ids, valid = self._parse(events)
         targets = ids[:, 1:]
-        out = self._every_position(ids[:, :-1])
+        condition = self._condition(ids, valid) if self.conditional else None
+        out = self._every_position(ids[:, :-1], condition)
         nll = {f"{f}_nll": tf.nn.sparse_softmax_cross_entropy_with_logits(targets[..., i], out[f])
                for i, f in enumerate(NOTE_FIELDS)}
         both = valid[:, 1:] & valid[:, :-1]
@@ -179,11 +276,11 @@ class Exported(tf.Module):
                 "counted": tf.cast(counted, tf.float32),
                 "oov": tf.cast(both & (targets[..., 0] == 0), tf.float32)}
 
-    def _every_position(self, inputs):
+    def _every_position(self, inputs, condition=None):
         """Next-step logits at every position of `inputs` ([B, L, ...]): one pass for causal
         models; for window models, one window (zero-padded at the start) per position."""
         if self.family != "bilstm":
-            return self.model(inputs, training=False)
+            return self.model(self._model_inputs(inputs, condition), training=False)
         pad = tf.zeros_like(inputs[:, :1])
         padded = tf.concat([tf.repeat(pad, self.window - 1, axis=1), inputs], 1)
         windows = tf.signal.frame(padded, self.window, 1, axis=1)  # [B, L, W, ...]
@@ -196,7 +293,8 @@ class Exported(tf.Module):
     # --- piano rolls ---
 
     def _likelihood_roll(self, frames):
-        logits = self._every_position(frames[:, :-1])
+        condition = self._condition(frames) if self.conditional else None
+        logits = self._every_position(frames[:, :-1], condition)
         return self._roll_nll(frames[:, 1:], logits)
 
     def _likelihood_seq2seq(self, encoder, target):
@@ -212,8 +310,11 @@ class Exported(tf.Module):
         return {"nll": tf.reduce_sum(nll, -1), "probs": tf.sigmoid(logits)}
 
 
-    def _generate_roll(self, primer, num_steps, temperature, threshold, seed):
+    def _generate_roll(self, primer, num_steps, temperature, threshold, seed, key=None,
+                       density=None):
         batch = tf.shape(primer)[0]
+        condition = self._conditioned(self._condition(primer), key, density) \
+            if self.conditional else None
         with tf.control_dependencies(self._check(batch, num_steps, temperature) + [
                 tf.debugging.assert_greater(tf.shape(primer)[1], 0, message="primer is empty"),
                 tf.debugging.assert_equal(tf.shape(seed)[0], batch, message="seed: one per row"),
@@ -222,23 +323,108 @@ class Exported(tf.Module):
             if self.family == "seq2seq":
                 frames = decoders.generate_seq2seq(self.model, self.spec, primer, num_steps,
                                                    temperature, threshold, seed)
+            elif self.family == "vae":
+                frames = decoders.generate_vae(self.model, primer, num_steps, temperature,
+                                               threshold, seed)
             else:
                 valid = tf.ones(tf.shape(primer)[:2], tf.bool)
                 frames = decoders.generate_next_step(self.decoder, self.spec, primer, valid,
                                                      num_steps, temperature, None, threshold,
-                                                     seed)
+                                                     seed, condition)
         keep = tf.range(tf.shape(frames)[1])[None] < num_steps[:, None]
-        return {"frames": frames * tf.cast(keep, tf.float32)[..., None]}
+        return self._with_condition({"frames": frames * tf.cast(keep, tf.float32)[..., None]},
+                                    condition)
 
     def _next_roll(self, context):
         if self.family != "seq2seq":  # the same path as generate's primer
             valid = tf.ones(tf.shape(context)[:2], tf.bool)
-            _, logits = decoders.feed(self.decoder, self.spec, context, valid)
+            condition = self._condition(context) if self.conditional else None
+            _, logits = decoders.feed(self.decoder, self.spec, context, valid, condition)
             return {"probs": tf.sigmoid(logits[0])}
         states = self.model.encode(context)
         start = tf.concat([tf.zeros_like(context[:, :1]), tf.ones_like(context[:, :1, :1])], -1)
         logits, _ = self.model.decode(start, states)
         return {"probs": tf.sigmoid(logits[:, -1])}
+
+    # --- vae ---
+
+    def _encode(self, context):
+        """The posterior mean of the context's last segment, and its reconstruction."""
+        mean, _ = self.model.encode(decoders.segment_of(context, self.model.segment))
+        return {"latent": mean, "probs": tf.sigmoid(self.model.decode(mean))}
+
+    def _interpolate(self, a, b, num_points, temperature, threshold, seed):
+        batch = tf.shape(a)[0]
+        with tf.control_dependencies(self._check(batch, num_points, temperature, "num_points") + [
+                tf.debugging.assert_equal(tf.shape(b)[0], batch, message="b: one row per a row"),
+                tf.debugging.assert_greater(tf.shape(a)[1], 0, message="a is empty"),
+                tf.debugging.assert_greater(tf.shape(b)[1], 0, message="b is empty"),
+                tf.debugging.assert_equal(tf.shape(seed)[0], batch, message="seed: one per row"),
+                tf.debugging.assert_equal(tf.shape(threshold)[0], batch,
+                                          message="threshold: one per row")]):
+            frames = decoders.interpolate_vae(self.model, a, b, num_points, temperature,
+                                              threshold, seed)
+        return {"frames": frames}
+
+    def _likelihood_vae(self, frames):
+        """Per frame: the reconstruction NLL (decoding the posterior mean) plus the segment's
+        KL spread over its frames, segment by segment (the last one zero-padded): the
+        negative ELBO, a bound on the NLL rather than the NLL."""
+        segment = self.model.segment
+        length = tf.shape(frames)[1]
+        pad = (-length) % segment
+        padded = tf.pad(frames, [[0, 0], [0, pad], [0, 0]])
+        batch, count = tf.shape(frames)[0], (length + pad) // segment
+        chunks = tf.reshape(padded, [-1, segment, self.spec.keys])
+        mean, log_var = self.model.encode(chunks)
+        logits = self.model.decode(mean)
+        kl = tf.reduce_sum(kl_per_dimension(mean, log_var), -1)
+        per_frame = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(chunks, logits), -1)
+        per_frame += kl[:, None] / tf.cast(segment, tf.float32)
+        nll = tf.reshape(per_frame, [batch, count * segment])[:, :length]
+        probs = tf.reshape(tf.sigmoid(logits), [batch, count * segment, -1])[:, :length]
+        return {"nll": nll, "probs": probs}
+
+    # --- wgan_gp ---
+
+    def _generate_gan(self, num_steps, form, temperature, threshold, seed):
+        batch = tf.shape(num_steps)[0]
+        letters = tf.strings.regex_full_match(form, "[A-Z]*")
+        with tf.control_dependencies(self._check(batch, num_steps, temperature) + [
+                tf.debugging.assert_equal(tf.shape(form)[0], batch, message="form: one per row"),
+                tf.debugging.assert_equal(tf.reduce_all(letters), True, message=(
+                    "form: capital letters A-Z, one per segment, e.g. ABCAB")),
+                tf.debugging.assert_equal(tf.shape(seed)[0], batch, message="seed: one per row"),
+                tf.debugging.assert_equal(tf.shape(threshold)[0], batch,
+                                          message="threshold: one per row")]):
+            frames = decoders.generate_wgan(self.model, num_steps, form, temperature,
+                                            threshold, seed)
+        keep = tf.range(tf.shape(frames)[1])[None] < num_steps[:, None]
+        return {"frames": frames * tf.cast(keep, tf.float32)[..., None]}
+
+    def _from_noise(self, noise):
+        """The generator's key probabilities [B, segment, keys] for given noise vectors."""
+        return {"probs": self.model.generate(noise)}
+
+    # --- refine ---
+
+    def _refine(self, pitch, onset, duration):
+        """Velocities (1-127) and snapped durations (grid steps) of notes given as rows sorted
+        by onset, top voice first (`preprocessing.performance`); rows with duration 0 are
+        padding and come back as they went in."""
+        with tf.control_dependencies([
+                tf.debugging.assert_equal(tf.shape(onset), tf.shape(pitch),
+                                          message="onset: one per pitch"),
+                tf.debugging.assert_equal(tf.shape(duration), tf.shape(pitch),
+                                          message="duration: one per pitch"),
+                tf.debugging.assert_non_negative(duration, message="duration must be >= 0")]):
+            out = self.model({"pitch": pitch, "onset": onset, "duration": duration},
+                             training=False)
+        valid = duration > 0
+        velocity = tf.cast(tf.round(out["velocity"][..., 0] * 127.0), tf.int32)
+        snapped = tf.argmax(out["duration"][..., 1:], -1, output_type=tf.int32) + 1
+        return {"velocity": tf.where(valid, tf.clip_by_value(velocity, 1, 127), 0),
+                "duration": tf.where(valid, snapped, duration)}
 
     # --- bars ---
 
@@ -262,16 +448,27 @@ def versions(base: Path) -> list[int]:
     return sorted(int(p.name) for p in Path(base).glob("*") if p.name.isdigit() and p.is_dir())
 
 
+def is_conditional(model) -> bool:
+    """Whether the model reads a condition vector (`--hparams condition=true`)."""
+    try:
+        inputs = model.input
+    except (AttributeError, ValueError):  # a subclassed model: never conditional here
+        return False
+    return isinstance(inputs, dict) and "condition" in inputs
+
+
 def export(model, family: str, spec: DataSpec, window: int, export_dir: str | Path,
-           name: str | None = None, vocab=None, max_steps: int = DEFAULT_MAX_STEPS) -> Path:
+           name: str | None = None, vocab=None, max_steps: int = DEFAULT_MAX_STEPS,
+           conditions=None) -> Path:
     """Saves `export_dir/NAME/<next version>/` atomically and updates models.config.
 
     The SavedModel is written into a hidden folder beside the versions and renamed into place,
-    so a server polling the folder never sees half a model.
+    so a server polling the folder never sees half a model. `conditions`: the training windows'
+    condition vectors, for a conditional model's key profiles.
     """
     base = Path(export_dir) / (name or family)
     base.mkdir(parents=True, exist_ok=True)
-    module = Exported(model, family, spec, window, vocab, max_steps)
+    module = Exported(model, family, spec, window, vocab, max_steps, conditions)
     staging = base / f".staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     tf.saved_model.save(module, str(staging), signatures=module.signatures())

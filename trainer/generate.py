@@ -4,7 +4,8 @@
         --out out.mid --wav out.wav --png roll.png
 
 Without --primer, the primer is the start of the first Bach chorale that ships with music21.
---steps counts the model's steps: events (notes), frames (pianoroll) or bars (midinet).
+--steps counts the model's steps: events (notes), frames (pianoroll) or bars (midinet); with
+--interpolate (vae), segments.
 """
 
 from __future__ import annotations
@@ -38,10 +39,14 @@ def resolve(model: str | Path, version: int | None = None) -> Path:
 
 def read_metadata(loaded) -> dict:
     """The metadata of a loaded SavedModel, as plain values."""
+    return read_metadata_of(loaded.signatures)
+
+
+def read_metadata_of(signatures) -> dict:
     import tensorflow as tf
 
     inputs = {k: tf.constant(v) for k, v in requests.METADATA_REQUEST.items()}
-    return requests.metadata_from_outputs(loaded.signatures["metadata"](**inputs))
+    return requests.metadata_from_outputs(signatures["metadata"](**inputs))
 
 
 def main(argv=None) -> int:
@@ -50,6 +55,8 @@ def main(argv=None) -> int:
     parser.add_argument("--model", required=True, help="saved_models/NAME or a version folder")
     parser.add_argument("--version", type=int)
     requests.add_request_flags(parser)
+    parser.add_argument("--refine", metavar="MODEL", help="then give the notes velocities and "
+                        "steady durations with this refine model (saved_models/refine)")
     parser.add_argument("--out", required=True, help="MIDI file to write")
     parser.add_argument("--wav", help="also render a WAV (FluidSynth)")
     parser.add_argument("--png", help="also draw the piano roll")
@@ -62,14 +69,29 @@ def main(argv=None) -> int:
         meta = read_metadata(loaded)
         piece = requests.read_primer(args.primer)
         primer = requests.primer_steps(piece, meta, args.primer_steps)
-        inputs = requests.generate_inputs(primer, meta, args.steps, args.temperature,
-                                          args.top_k, args.seed, args.threshold)
+        if args.interpolate:
+            other = requests.primer_steps(requests.read_primer(args.interpolate), meta,
+                                          args.primer_steps)
+            signature = "interpolate"
+            inputs = requests.interpolate_inputs(primer, other, meta, args.steps,
+                                                 args.temperature, args.threshold, args.seed)
+            primer = primer[:0]  # the output is the blend alone
+        else:
+            signature = "generate"
+            inputs = requests.generate_inputs(primer, meta, args.steps, args.temperature,
+                                              args.top_k, args.seed, args.threshold, args.key,
+                                              args.density, args.form)
         try:
-            outputs = loaded.signatures["generate"](**{k: tf.constant(v)
-                                                       for k, v in inputs.items()})
+            outputs = loaded.signatures[signature](**{k: tf.constant(v)
+                                                      for k, v in inputs.items()})
         except tf.errors.InvalidArgumentError as exc:
             raise InputError(requests.error_message(exc.message)) from None
         result, primer_end = requests.to_piece(primer, outputs, meta, piece.qpm)
+        if args.refine:
+            refiner = tf.saved_model.load(str(resolve(args.refine))).signatures
+            inputs, rows = requests.refine_inputs(result, read_metadata_of(refiner))
+            refined = refiner["refine"](**{k: tf.constant(v) for k, v in inputs.items()})
+            result = requests.refined(result, rows, refined, read_metadata_of(refiner))
         write_midi(result, args.out)
         written = [args.out]
         if args.png:

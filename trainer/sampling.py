@@ -36,9 +36,16 @@ def sample(model, spec: DataSpec, primer: np.ndarray, steps: int, temperature: f
     """Continues `primer` by `steps` drawn steps, re-running the model over the history each
     step (over the last `window` steps, zero-padded, for models that read whole windows).
 
+    `primer` is an array of steps, or for conditional models {"events" | "frames": steps,
+    "condition": [SIZE]}.
+
     Returns:
         Only the new steps: [steps, 3] events or [steps, keys] frames.
     """
+    condition = None
+    if isinstance(primer, dict):
+        condition = np.asarray(primer["condition"], np.float32)[None]
+        name, primer = next((k, v) for k, v in primer.items() if k != "condition")
     seq = list(np.asarray(primer))
     seeds = np.asarray([seed], np.int64)
     for i in range(steps):
@@ -47,7 +54,8 @@ def sample(model, spec: DataSpec, primer: np.ndarray, steps: int, temperature: f
             history = history[-window:]
             pad = np.zeros((window - len(history), *history.shape[1:]), history.dtype)
             history = np.concatenate([pad, history])
-        out = model(history[None], training=False)
+        x = history[None] if condition is None else {name: history[None], "condition": condition}
+        out = model(x, training=False)
         if spec.representation == "notes":
             event = [categorical(_last(out[f]), temperature, top_k,
                                  rng.uniform_np(seeds, i, s, c)[0], BANNED[f])

@@ -56,10 +56,12 @@ def fit(config: Config, spec: data_lib.DataSpec, job: Path, train, val=None,
     val_ds = data_lib.to_dataset(*val, config.batch_size, shuffle=False, seed=0) if val else None
     with strategy_for(config.strategy).scope():
         model = family.build(spec, config.hparams, config.seq_len)
-    monitor = "g_loss" if family.is_gan else "val_loss" if val_ds is not None else "loss"
+    monitor = "g_loss" if family.is_gan else \
+        f"val_{family.monitor}" if val_ds is not None else family.monitor
     logs = job / "logs"
     cbs = [
         *([] if family.is_gan else [composer_callbacks.LearningRateLogger()]),
+        *family.callbacks(config.hparams),  # before the CSV logger, which writes what they log
         # the row before the backup: an epoch killed between the two is run again, and its
         # earlier row dropped
         composer_callbacks.ResumableCSVLogger(str(job / "metrics.csv")),
@@ -67,18 +69,17 @@ def fit(config: Config, spec: data_lib.DataSpec, job: Path, train, val=None,
         keras.callbacks.ModelCheckpoint(str(job / "checkpoints" / "best.keras"), monitor=monitor,
                                         mode="min", save_best_only=not family.is_gan),
         *([] if family.is_gan else [
-            keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience,
+            keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=config.patience,
                                           restore_best_weights=True),
-            keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
+            keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="min", factor=0.5,
                                               patience=max(1, config.patience // 2))]),
-        *family.callbacks(config.hparams),
         keras.callbacks.TensorBoard(str(logs), histogram_freq=1, update_freq="epoch"),
         composer_callbacks.HParamsLogger(logs, {"model": config.model, **config.hparams,
                                                 "representation": config.representation,
                                                 "seq_len": config.seq_len,
                                                 "batch_size": config.batch_size}),
     ]
-    if config.sample_every:
+    if config.sample_every and family.generates:
         cbs.append(composer_callbacks.SampleCallback(
             family, spec, family.primer((val or (x, y))[0]), job / "samples", logs, vocab=vocab,
             every=config.sample_every, steps=config.sample_steps, seq_len=config.seq_len,
@@ -88,15 +89,17 @@ def fit(config: Config, spec: data_lib.DataSpec, job: Path, train, val=None,
                         shuffle=False, verbose=2)  # the dataset shuffles itself
     model.save(job / "model.keras")
     return {**{k: float(v[-1]) for k, v in history.history.items()},
-            **export_model(config, spec, model, vocab)}
+            **export_model(config, spec, model, vocab, x)}
 
 
-def export_model(config: Config, spec: data_lib.DataSpec, model, vocab=None) -> dict:
-    """Exports the trained model as the next SavedModel version, unless --export-dir is ''."""
+def export_model(config: Config, spec: data_lib.DataSpec, model, vocab=None, x=None) -> dict:
+    """Exports the trained model as the next SavedModel version, unless --export-dir is ''.
+    `x`: the training inputs (a conditional model's key profiles come from their conditions)."""
     if not config.export_dir:
         return {}
     from trainer import export
 
+    conditions = x.get("condition") if isinstance(x, dict) else None
     path = export.export(model, config.model, spec, config.seq_len, config.export_dir,
-                         config.export_name or None, vocab)
+                         config.export_name or None, vocab, conditions=conditions)
     return {"export": str(path)}

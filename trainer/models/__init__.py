@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import types
 
+from preprocessing.notes import Vocabulary
+from trainer import conditions, sampling
 from trainer import data as data_lib
-from trainer import sampling
-from trainer.models import attention_lstm, bilstm, lstm, midinet, seq2seq
+from trainer.models import (
+    attention_lstm,
+    bilstm,
+    common,
+    lstm,
+    midinet,
+    refine,
+    seq2seq,
+    vae,
+    wgan_gp,
+)
 
 
 class Family:
@@ -16,7 +27,9 @@ class Family:
     `make_arrays(folder, split, spec, config) -> (x, y)`, `primer(x)`, `sample(model, spec,
     primer, steps, temperature, seed, seq_len)`, `to_piece(spec, steps, vocab)`,
     `callbacks(hp) -> list`, `LAST_ONLY = True` (sees whole windows, trains on the last target),
-    `IS_GAN = True` (no loss to monitor), `CUSTOM_OBJECTS` (for loading saved models),
+    `IS_GAN = True` (no loss to monitor), `MONITOR` (the logged value early stopping and
+    checkpoints watch, default "loss"), `GENERATES = False` (a model that refines music rather
+    than writing it: no samples), `CUSTOM_OBJECTS` (for loading saved models),
     `CHOICES` (the allowed values of string hparams).
     """
 
@@ -29,18 +42,28 @@ class Family:
         self.is_gan: bool = getattr(module, "IS_GAN", False)
         self.custom_objects: dict = getattr(module, "CUSTOM_OBJECTS", {})
         self.choices: dict = getattr(module, "CHOICES", {})
+        self.monitor: str = getattr(module, "MONITOR", "loss")
+        self.generates: bool = getattr(module, "GENERATES", True)
         self.plain_loss = not self.is_gan and not hasattr(module, "make_arrays")
 
     def arrays(self, folder, split: str, spec: data_lib.DataSpec, config):
         """(inputs, targets) of a split for this family."""
         if hasattr(self.module, "make_arrays"):
             return self.module.make_arrays(folder, split, spec, config)
-        return data_lib.next_step_arrays(folder, split, spec, config.seq_len,
+        x, y = data_lib.next_step_arrays(folder, split, spec, config.seq_len,
                                          last_only=self.last_only)
+        if not config.hparams.get("condition"):
+            return x, y
+        tokens = Vocabulary.load(folder / "vocab.json").tokens \
+            if spec.representation == "notes" else None
+        return {common.input_name(spec): x,
+                "condition": conditions.of_windows(x, spec.representation, tokens)}, y
 
     def primer(self, x):
         """What `sample` continues, taken from a split's inputs."""
-        return self.module.primer(x) if hasattr(self.module, "primer") else x[0]
+        if hasattr(self.module, "primer"):
+            return self.module.primer(x)
+        return {k: v[0] for k, v in x.items()} if isinstance(x, dict) else x[0]
 
     def sample(self, model, spec, primer, steps: int, temperature: float = 1.0, seed: int = 0,
                seq_len: int = 64):
@@ -63,4 +86,7 @@ MODELS: dict[str, Family] = {
     "attention_lstm": Family(attention_lstm),
     "seq2seq": Family(seq2seq),
     "midinet": Family(midinet),
+    "vae": Family(vae),
+    "wgan_gp": Family(wgan_gp),
+    "refine": Family(refine),
 }

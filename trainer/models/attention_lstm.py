@@ -10,7 +10,7 @@ from trainer.models import common
 
 REPRESENTATIONS = ("notes", "pianoroll")
 CHOICES = common.NEXT_STEP_CHOICES
-DEFAULTS = dict(common.NEXT_STEP_DEFAULTS, units=256, attention_units=64, attention_width=32)
+DEFAULTS = dict(common.CONDITIONAL_DEFAULTS, units=256, attention_units=64, attention_width=32)
 CUSTOM_OBJECTS = SeqSelfAttention.get_custom_objects()
 
 

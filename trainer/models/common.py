@@ -4,28 +4,41 @@ from __future__ import annotations
 
 import keras
 
-from trainer import losses, metrics
+from trainer import conditions, losses, metrics
 from trainer.data import DataSpec
 
 NEXT_STEP_CHOICES = {"loss": ("bce", "focal")}
 NEXT_STEP_DEFAULTS = dict(embedding=64, dense=256, dropout=0.3, learning_rate=1e-3,
                           loss="bce", alpha=0.75, gamma=2.0)
+CONDITIONAL_DEFAULTS = dict(NEXT_STEP_DEFAULTS, condition=False)  # families that can condition
 
 
 def inputs(spec: DataSpec, hp: dict):
     """The model input and its per-step features: field embeddings (notes) or frames (rolls).
 
     Any length of input is accepted (generation runs over whole histories). The token
-    embedding has `hp["embedding"]` dimensions; duration and shift at most 16.
+    embedding has `hp["embedding"]` dimensions; duration and shift at most 16. With
+    `hp["condition"]` the input is {"events" | "frames", "condition"} and the condition vector
+    (`trainer.conditions`) joins the features of every step.
     """
     if spec.representation == "notes":
-        events = keras.Input((None, 3), dtype="int32", name="events")
-        embedded = [keras.layers.Embedding(
+        steps = keras.Input((None, 3), dtype="int32", name="events")
+        features = keras.layers.Concatenate()([keras.layers.Embedding(
             n, hp["embedding"] if f == "token" else min(16, hp["embedding"]),
-            name=f"{f}_embedding")(events[..., i]) for i, (f, n) in enumerate(spec.classes.items())]
-        return events, keras.layers.Concatenate()(embedded)
-    frames = keras.Input((None, spec.keys), name="frames")
-    return frames, frames
+            name=f"{f}_embedding")(steps[..., i]) for i, (f, n) in enumerate(spec.classes.items())])
+    else:
+        steps = keras.Input((None, spec.keys), name="frames")
+        features = steps
+    if not hp.get("condition"):
+        return steps, features
+    condition = keras.Input((conditions.SIZE,), name="condition")
+    every_step = keras.ops.ones_like(features[..., :1]) * condition[:, None, :]
+    features = keras.layers.Concatenate(name="conditioned")([features, every_step])
+    return {input_name(spec): steps, "condition": condition}, features
+
+
+def input_name(spec: DataSpec) -> str:
+    return "events" if spec.representation == "notes" else "frames"
 
 
 def heads(spec: DataSpec, hidden, hp: dict):

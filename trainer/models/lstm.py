@@ -9,7 +9,7 @@ from trainer.models import common
 
 REPRESENTATIONS = ("notes", "pianoroll")
 CHOICES = common.NEXT_STEP_CHOICES
-DEFAULTS = dict(common.NEXT_STEP_DEFAULTS, layers=3, units=512)
+DEFAULTS = dict(common.CONDITIONAL_DEFAULTS, layers=3, units=512)
 
 
 def build(spec: DataSpec, hp: dict, seq_len: int | None = None,

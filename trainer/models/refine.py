@@ -1,0 +1,115 @@
+"""`refine`: the Deep Symphony seed's refine nets, one model with two heads over a piece's notes.
+
+- velocity: gives every note a velocity learned from the data's performances (in piano MIDI,
+  the melody above a softer accompaniment; beats and phrase shapes), where a generator wrote
+  one flat velocity;
+- duration: snaps each note's duration to what the beat and its neighbours suggest, trained to
+  undo random jitter of the data's own durations.
+
+A bidirectional LSTM reads the whole note sequence (the `performance` representation): pitch,
+position in a 4/4 bar, duration, time since the previous onset, and whether the note is the top
+or the bottom one of its onset. Padding rows have duration 0 and are left out of the losses.
+Note: the bundled chorales are scores, every velocity the same; train the velocity head on
+performed MIDI (`--data my_piano_midi/`) for it to learn dynamics.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from preprocessing import dataset
+from preprocessing.piece import InputError
+from trainer import data as data_lib
+from trainer.data import DataSpec
+
+REPRESENTATIONS = ("performance",)
+DEFAULTS = dict(units=128, layers=2, dense=128, dropout=0.2, corrupt=0.5, learning_rate=1e-3)
+GENERATES = False
+FIELDS = ("pitch", "onset", "duration")
+
+
+def corrupt(durations: np.ndarray, share: float, max_duration: int,
+            rng: np.random.Generator) -> np.ndarray:
+    """Durations with `share` of the notes jittered by 1-2 steps or, one time in four,
+    replaced by any length: what the duration head learns to undo. Padding (0) stays."""
+    hit = (rng.random(durations.shape) < share) & (durations > 0)
+    jitter = rng.choice([-2, -1, 1, 2], durations.shape)
+    anything = rng.integers(1, max_duration + 1, durations.shape)
+    out = np.where(rng.random(durations.shape) < 0.25, anything, durations + jitter)
+    return np.where(hit, np.clip(out, 1, max_duration), durations).astype(np.int32)
+
+
+def make_arrays(folder, split: str, spec: DataSpec, config):
+    """Windows of `seq_len` notes: inputs with jittered durations; targets velocity / 127 (-1
+    on padding) and the true duration (0 on padding)."""
+    items = dataset.load_split(folder, split)
+    if not items:
+        raise InputError(f"no {split} pieces")
+    rows = data_lib.windows(items, config.seq_len)  # [N, L, 4]; padding rows are all zeros
+    pad = rows[..., 2] == 0
+    rng = np.random.default_rng([config.seed, ("train", "validation", "test").index(split)])
+    x = {"pitch": rows[..., 0], "onset": rows[..., 1],
+         "duration": corrupt(rows[..., 2], config.hparams["corrupt"], spec.max_duration, rng)}
+    y = {"velocity": np.where(pad, -1.0, rows[..., 3] / 127.0).astype(np.float32),
+         "duration": rows[..., 2].astype(np.int32)}
+    return {k: v.astype(np.int32) for k, v in x.items()}, y
+
+
+@keras.saving.register_keras_serializable("composer")
+def masked_mse(y_true, y_pred):
+    """Mean squared error over the notes whose target is >= 0 (padding is -1), per window."""
+    y_true = keras.ops.cast(y_true, "float32")
+    y_pred = keras.ops.reshape(y_pred, keras.ops.shape(y_true))
+    mask = keras.ops.cast(y_true >= 0, "float32")
+    total = keras.ops.sum(mask * keras.ops.square(y_true - y_pred), -1)
+    return total / keras.ops.maximum(keras.ops.sum(mask, -1), 1.0)
+
+
+@keras.saving.register_keras_serializable("composer")
+def masked_crossentropy(y_true, y_pred):
+    """Sparse cross-entropy from logits over the notes whose class is > 0, per window."""
+    y_true = keras.ops.cast(y_true, "int32")
+    mask = keras.ops.cast(y_true > 0, "float32")
+    ce = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+    return keras.ops.sum(mask * ce, -1) / keras.ops.maximum(keras.ops.sum(mask, -1), 1.0)
+
+
+def _shifted(x, fill, direction: int):
+    """x moved one note later (direction 1: each note sees the previous) or earlier (-1)."""
+    if direction > 0:
+        return keras.ops.concatenate([fill(x[:, :1]), x[:, :-1]], axis=1)
+    return keras.ops.concatenate([x[:, 1:], fill(x[:, -1:])], axis=1)
+
+
+def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
+    top = spec.max_duration
+    bar = 4 * spec.steps_per_quarter
+    inputs = {f: keras.Input((None,), dtype="int32", name=f) for f in FIELDS}
+    pitch, onset, duration = (inputs[f] for f in FIELDS)
+    previous = _shifted(onset, lambda t: t - top, 1)
+    following = _shifted(onset, lambda t: t + top, -1)
+    since = keras.ops.clip(onset - previous, 0, top)
+    is_top = keras.ops.cast(keras.ops.not_equal(onset, previous), "float32")
+    is_bottom = keras.ops.cast(keras.ops.not_equal(onset, following), "float32")
+    valid = keras.ops.cast(duration > 0, "float32")
+    features = keras.layers.Concatenate()([
+        keras.layers.Embedding(128, 16, name="pitch_embedding")(keras.ops.clip(pitch, 0, 127)),
+        keras.layers.Embedding(bar, 8, name="position_embedding")(keras.ops.mod(onset, bar)),
+        keras.layers.Embedding(top + 1, 16, name="duration_embedding")(
+            keras.ops.clip(duration, 0, top)),
+        keras.layers.Embedding(top + 1, 8, name="since_embedding")(since),
+        keras.ops.stack([is_top, is_bottom, valid], axis=-1)])
+    hidden = features
+    for i in range(hp["layers"]):
+        hidden = keras.layers.Bidirectional(
+            keras.layers.LSTM(hp["units"], return_sequences=True), name=f"bilstm_{i}")(hidden)
+        hidden = keras.layers.Dropout(hp["dropout"])(hidden)
+    hidden = keras.layers.Dense(hp["dense"], activation="relu", name="dense")(hidden)
+    outputs = {"velocity": keras.layers.Dense(1, activation="sigmoid",
+                                              name="velocity_head")(hidden),
+               "duration": keras.layers.Dense(top + 1, name="duration_head")(hidden)}
+    model = keras.Model(inputs, outputs, name="refine")
+    model.compile(keras.optimizers.Adam(hp["learning_rate"]),
+                  loss={"velocity": masked_mse, "duration": masked_crossentropy})
+    return model

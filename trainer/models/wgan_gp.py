@@ -1,0 +1,168 @@
+"""`wgan_gp`: a piano-roll GAN trained with the Wasserstein loss and a gradient penalty
+(Gulrajani et al. 2017), which the Deep Symphony seed found far more stable than the classic
+GAN loss.
+
+The critic is a CNN over a segment of `seq_len` frames (keys as channels, no batch norm, as
+the penalty needs per-example gradients). Two generators:
+- `cnn`: noise → dense → transposed 1-D convolutions over time → key probabilities;
+- `dcrnn` (the seed's Deconvolutional RNN): a first RNN draws a coarse structure from the noise,
+  each coarse step is repeated `repeat` times, and a second RNN writes the frames.
+Long pieces come from a chain of noise vectors: the `generate` signature's `form` ("ABCAB")
+gives each segment a letter, and segments with the same letter share their noise.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from preprocessing import dataset, pianoroll
+from preprocessing.piece import InputError
+from trainer import data as data_lib
+from trainer.data import DataSpec
+
+REPRESENTATIONS = ("pianoroll",)
+CHOICES = {"generator": ("cnn", "dcrnn")}
+DEFAULTS = dict(generator="cnn", noise=64, filters=128, units=256, repeat=4, critic_steps=5,
+                gradient_penalty=10.0, learning_rate=1e-4)
+IS_GAN = True
+
+
+def make_arrays(folder, split: str, spec: DataSpec, config):
+    """Segments of `seq_len` frames (half-overlapping); a GAN has no targets."""
+    if config.seq_len % 8:
+        raise InputError(f"--seq-len: wgan_gp needs a multiple of 8, not {config.seq_len}")
+    items = [pianoroll.to_frames(i) for i in dataset.load_split(folder, split)]
+    if not items:
+        raise InputError(f"no {split} pieces")
+    x = data_lib.windows(items, config.seq_len).astype(np.float32)
+    return x, np.zeros((len(x),), np.float32)
+
+
+@keras.saving.register_keras_serializable("composer")
+class WGANGP(keras.Model):
+    """Generator and critic, trained together by `train_step`: `critic_steps` critic updates
+    (each with fresh noise) per generator update."""
+
+    def __init__(self, keys=88, segment=64, generator="cnn", noise=64, filters=128, units=256,
+                 repeat=4, critic_steps=5, gradient_penalty=10.0, **kwargs):
+        super().__init__(**kwargs)
+        self.keys, self.segment, self.kind, self.noise = keys, segment, generator, noise
+        self.filters, self.units, self.repeat = filters, units, repeat
+        self.critic_steps, self.penalty = critic_steps, gradient_penalty
+        if generator == "cnn":
+            self.g_layers = [
+                layers.Dense(segment // 8 * filters * 2, activation="relu", name="g_dense"),
+                layers.Reshape((segment // 8, filters * 2)),
+                *[layers.Conv1DTranspose(filters, 4, strides=2, padding="same",
+                                         activation="relu", name=f"g_up_{i}") for i in range(3)],
+                layers.Conv1D(keys, 1, name="g_out")]
+        else:
+            if segment % repeat:
+                raise InputError(f"--hparams repeat={repeat} must divide --seq-len {segment}")
+            self.g_layers = [
+                layers.RepeatVector(segment // repeat),
+                layers.LSTM(units, return_sequences=True, name="rnn_a"),
+                layers.UpSampling1D(repeat),
+                layers.LSTM(units, return_sequences=True, name="rnn_b"),
+                layers.Dense(keys, name="g_out")]
+        self.c_layers = [
+            *[layers.Conv1D(filters * 2 ** i, 4, strides=2, padding="same", name=f"c_conv_{i}")
+              for i in range(3)],
+            layers.Flatten(), layers.Dense(1, name="c_out")]
+        self.trackers = {n: keras.metrics.Mean(name=n)
+                         for n in ("d_loss", "g_loss", "wasserstein", "penalty")}
+
+    def generate(self, z, training=False):
+        """Key probabilities [B, segment, keys] from noise [B, noise]."""
+        h = z
+        for layer in self.g_layers:
+            h = layer(h, training=training)
+        return tf.sigmoid(h)
+
+    def critic(self, frames, training=False):
+        """Scores [B, 1]: higher for segments the critic takes as real."""
+        h = frames
+        for layer in self.c_layers[:3]:
+            h = tf.nn.leaky_relu(layer(h, training=training), 0.2)
+        for layer in self.c_layers[3:]:
+            h = layer(h, training=training)
+        return h
+
+    def call(self, z, training=False):
+        return self.generate(z, training)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def compile(self, c_optimizer, g_optimizer, **kwargs):
+        super().compile(**kwargs)
+        self.c_optimizer, self.g_optimizer = c_optimizer, g_optimizer
+
+    def _weights(self, group):
+        return [w for layer in group for w in layer.trainable_weights]
+
+    def _gradient_penalty(self, real, fake):
+        eps = tf.random.uniform([tf.shape(real)[0], 1, 1])
+        mixed = eps * real + (1.0 - eps) * fake
+        with tf.GradientTape() as tape:
+            tape.watch(mixed)
+            score = self.critic(mixed, training=True)
+        grads = tape.gradient(score, mixed)
+        norm = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=[1, 2]) + 1e-12)
+        return tf.reduce_mean(tf.square(norm - 1.0))
+
+    def train_step(self, data):
+        real, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        batch = tf.shape(real)[0]
+        c_vars, g_vars = self._weights(self.c_layers), self._weights(self.g_layers)
+        for _ in range(self.critic_steps):
+            fake = self.generate(tf.random.normal([batch, self.noise]), training=True)
+            with tf.GradientTape() as tape:
+                distance = tf.reduce_mean(self.critic(real, training=True)) - \
+                    tf.reduce_mean(self.critic(fake, training=True))
+                penalty = self._gradient_penalty(real, fake)
+                d_loss = -distance + self.penalty * penalty
+            self.c_optimizer.apply(tape.gradient(d_loss, c_vars), c_vars)
+        with tf.GradientTape() as tape:
+            fake = self.generate(tf.random.normal([batch, self.noise]), training=True)
+            g_loss = -tf.reduce_mean(self.critic(fake, training=True))
+        self.g_optimizer.apply(tape.gradient(g_loss, g_vars), g_vars)
+        for name, value in (("d_loss", d_loss), ("g_loss", g_loss), ("wasserstein", distance),
+                            ("penalty", penalty)):
+            self.trackers[name].update_state(value)
+        return {name: t.result() for name, t in self.trackers.items()}
+
+    def get_config(self):
+        return {**super().get_config(), "keys": self.keys, "segment": self.segment,
+                "generator": self.kind, "noise": self.noise, "filters": self.filters,
+                "units": self.units, "repeat": self.repeat, "critic_steps": self.critic_steps,
+                "gradient_penalty": self.penalty}
+
+
+def primer(x):
+    return x[0]
+
+
+def sample(model, spec: DataSpec, primer, steps: int, temperature: float = 1.0, seed: int = 0,
+           seq_len: int = 64) -> np.ndarray:
+    """The exported `generate` for one row, eagerly, in the form ABAC."""
+    from trainer import decoders
+
+    frames = decoders.generate_wgan(model, tf.constant([steps]), tf.constant(["ABAC"]),
+                                    tf.constant([temperature]), tf.constant([0.0]),
+                                    tf.constant([seed], tf.int64))
+    return frames.numpy()[0]
+
+
+def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
+    segment = seq_len or 64
+    model = WGANGP(spec.keys, segment, hp["generator"], hp["noise"], hp["filters"], hp["units"],
+                   hp["repeat"], hp["critic_steps"], hp["gradient_penalty"], name="wgan_gp")
+    model.compile(keras.optimizers.Adam(hp["learning_rate"], beta_1=0.5, beta_2=0.9),
+                  keras.optimizers.Adam(hp["learning_rate"], beta_1=0.5, beta_2=0.9))
+    model.critic(model(np.zeros((1, hp["noise"]), np.float32)))
+    return model

@@ -27,7 +27,7 @@ def error_message(text: str) -> str:
     ("temperature must be > 0"), else the error's first line that says something."""
     match = re.search(r"assertion failed: \[([^\]]*)\]", text)
     if match:
-        return match.group(1)
+        return match.group(1).replace("\\'", "'")
     lines = [s.strip() for s in text.splitlines() if s.strip()]
     useful = [s for s in lines if not s.startswith(("Graph execution error", "Detected at",
                                                      "<stack", "[["))]
@@ -67,6 +67,8 @@ def primer_steps(piece: Piece, meta: dict, length: int | None = None):
     """The primer in the model's representation: its first `length` steps (default: window)."""
     length = length or int(meta["window"])
     rep = meta["representation"]
+    if rep == "performance":
+        raise InputError(f"{meta['model']} does not compose, it refines: give it to --refine")
     if rep == "notes":
         events = notes.piece_to_events(piece, meta["steps_per_quarter"], meta["max_duration"],
                                        meta["max_shift"])

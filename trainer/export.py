@@ -86,7 +86,7 @@ class Exported(tf.Module):
                 "vocab_size": s.vocab_size, "max_duration": s.max_duration,
                 "max_shift": s.max_shift, "keys": s.keys, "window": self.window,
                 "max_steps": self.max_steps, "conditional": int(self.conditional),
-                "inputs": ",".join(spec.name for spec in self._generate_specs())}
+                "inputs": ",".join(spec.name for spec in self._main_specs())}
 
     def _metadata(self, request):
         """One row of metadata per request row: TF Serving batches every signature, and a
@@ -94,8 +94,9 @@ class Exported(tf.Module):
         rows = tf.shape(request)[:1]
         return {k: tf.fill(rows, tf.constant(v)) for k, v in self.metadata_values().items()}
 
-    def _generate_specs(self) -> list:
-        """The `generate` signature's inputs (also listed in `metadata`, for clients)."""
+    def _main_specs(self) -> list:
+        """The inputs of the model's main signature, `generate` (`refine` for refine models),
+        also listed in `metadata` for clients."""
         rep, keys = self.spec.representation, self.spec.keys
         batch = [_spec([None], tf.int32, "num_steps"), _spec([None], tf.float32, "temperature")]
         if rep == "performance":
@@ -123,12 +124,12 @@ class Exported(tf.Module):
         rep, keys = self.spec.representation, self.spec.keys
         meta = tf.function(self._metadata, input_signature=[_spec([None], tf.int32, "request")])
         if rep == "performance":
-            refine = tf.function(self._refine, input_signature=self._generate_specs())
+            refine = tf.function(self._refine, input_signature=self._main_specs())
             return {"serving_default": refine, "refine": refine, "metadata": meta}
         method = self._generate_gan if self.family == "wgan_gp" else {
             "notes": self._generate_notes, "pianoroll": self._generate_roll,
             "bars": self._generate_bars}[rep]
-        generate = tf.function(method, input_signature=self._generate_specs())
+        generate = tf.function(method, input_signature=self._main_specs())
         if rep == "notes":
             default = tf.function(self._next_notes, input_signature=[
                 _spec([None, None], tf.string, "context")])
@@ -145,7 +146,8 @@ class Exported(tf.Module):
                                                         input_signature=self._roll_specs("context"))
             signatures["interpolate"] = tf.function(self._interpolate, input_signature=[
                 *self._roll_specs("a", "b"), _spec([None], tf.int32, "num_points"),
-                *self._generate_specs()[2:]])
+                _spec([None], tf.float32, "temperature"), _spec([None], tf.float32, "threshold"),
+                _spec([None], tf.int64, "seed")])
             signatures["log_likelihood"] = tf.function(self._likelihood_vae,
                                                        input_signature=self._roll_specs("frames"))
         elif self.family == "wgan_gp":
@@ -199,7 +201,8 @@ class Exported(tf.Module):
                 tf.debugging.assert_greater_equal(index, -1, message=(
                     "key: unknown; use C, C#, Db, ..., B for major and Cm, ..., Bm for minor")),
                 tf.debugging.assert_less_equal(density, 1.0, message=(
-                    "density must be <= 1 (note events per grid step; < 0 keeps the primer's)"))]):
+                    "density must be <= 1 (note events per grid step; < 0 keeps the primer "
+                    "density)"))]):
             return cond_lib.override(condition, index, density, self.profiles)
 
     def _model_inputs(self, steps, condition):

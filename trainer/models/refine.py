@@ -100,11 +100,13 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
             keras.ops.clip(duration, 0, top)),
         keras.layers.Embedding(top + 1, 8, name="since_embedding")(since),
         keras.ops.stack([is_top, is_bottom, valid], axis=-1)])
-    hidden = features
+    hidden, mask = features, duration > 0  # padding neither read nor carried across
     for i in range(hp["layers"]):
         hidden = keras.layers.Bidirectional(
-            keras.layers.LSTM(hp["units"], return_sequences=True), name=f"bilstm_{i}")(hidden)
+            keras.layers.LSTM(hp["units"], return_sequences=True), name=f"bilstm_{i}")(
+                hidden, mask=mask)
         hidden = keras.layers.Dropout(hp["dropout"])(hidden)
+    hidden = keras.ops.where(mask[..., None], hidden, 0.0)  # the losses mask on their own
     hidden = keras.layers.Dense(hp["dense"], activation="relu", name="dense")(hidden)
     outputs = {"velocity": keras.layers.Dense(1, activation="sigmoid",
                                               name="velocity_head")(hidden),

@@ -53,24 +53,23 @@ def hist(*pitch_classes) -> np.ndarray:
 TOKENS = ("<oov>", "R", "C4.E4.G4", "A3")  # ids 0-3
 
 
-def test_token_table_counts_pitch_classes_and_the_range():
-    table = conditions.token_table(TOKENS)
-    assert table.shape == (4, 14) and table.dtype == np.float32
-    for rest in (0, 1):  # the OOV token and the rest sound nothing
-        assert table[rest, :12].sum() == 0 and (table[rest, 12], table[rest, 13]) == (128, -1)
-    assert np.flatnonzero(table[2, :12]).tolist() == [0, 4, 7] and table[2, :12].sum() == 3
-    assert (table[2, 12], table[2, 13]) == (C, G)
-    assert np.flatnonzero(table[3, :12]).tolist() == [9]
-    assert (table[3, 12], table[3, 13]) == (A3, A3)
-
-
 def events_condition(rows, valid=None) -> np.ndarray:
+    """The condition of (token id into TOKENS, duration, shift) rows, by token strings."""
     ids = np.asarray([rows], np.int32)
     valid = np.ones(ids.shape[:2], bool) if valid is None else np.asarray([valid])
-    return conditions.from_events(ids, valid, conditions.token_table(TOKENS)).numpy()[0]
+    tokens = np.asarray(TOKENS, object)[ids[..., 0]]
+    return conditions.from_tokens(tokens, ids[..., 2], valid,
+                                  conditions.pitch_table()).numpy()[0]
 
 
-def test_from_events_of_a_triad_a_note_and_a_rest():
+def test_a_token_the_vocabulary_lacks_still_counts_by_its_pitch_names():
+    got = conditions.from_tokens(np.asarray([["D4.F#4", "R"]], object), [[2, 2]],
+                                 np.ones((1, 2), bool), conditions.pitch_table()).numpy()[0]
+    np.testing.assert_allclose(got, [*hist(2, 6), 62 / 127, 66 / 127, 1 / 4], rtol=1e-6,
+                               atol=1e-7)
+
+
+def test_from_tokens_of_a_triad_a_note_and_a_rest():
     # C major triad for 4 steps, A3 for 2, a rest of 4: 2 sounding events over 10 steps
     got = events_condition([[2, 4, 4], [3, 2, 2], [1, 4, 4]])
     assert got.shape == (conditions.SIZE,)
@@ -78,18 +77,18 @@ def test_from_events_of_a_triad_a_note_and_a_rest():
     np.testing.assert_allclose(got[12:], [A3 / 127, G / 127, 2 / 10], rtol=1e-6)
 
 
-def test_from_events_the_triad_alone():
+def test_from_tokens_the_triad_alone():
     got = events_condition([[2, 4, 4]])
     np.testing.assert_allclose(got, [*hist(0, 4, 7), C / 127, G / 127, 1 / 4], rtol=1e-6,
                                atol=1e-7)
 
 
-def test_from_events_of_rests_only_is_all_zeros():
+def test_from_tokens_of_rests_only_is_all_zeros():
     np.testing.assert_array_equal(events_condition([[1, 4, 4], [1, 8, 8]]), np.zeros(15))
     np.testing.assert_array_equal(events_condition([[0, 2, 2]]), np.zeros(15))  # OOV too
 
 
-def test_from_events_leaves_out_invalid_rows():
+def test_from_tokens_leaves_out_invalid_rows():
     alone = events_condition([[2, 4, 4], [1, 4, 4]])
     padded = events_condition([[3, 8, 8], [2, 4, 4], [1, 4, 4], [3, 1, 1]],
                               valid=[False, True, True, False])
@@ -97,7 +96,7 @@ def test_from_events_leaves_out_invalid_rows():
     np.testing.assert_allclose(alone[12:], [C / 127, G / 127, 1 / 8], rtol=1e-6)
 
 
-def test_from_events_density_is_clipped_at_one():
+def test_from_tokens_density_is_clipped_at_one():
     # three events at one onset (shift 0) and one step later: 3 events per step
     got = events_condition([[2, 4, 0], [3, 4, 0], [2, 1, 1]])
     assert got[conditions.DENSITY] == 1.0
@@ -146,9 +145,10 @@ def test_the_same_piece_gives_one_condition_in_every_encoding():
     np.testing.assert_allclose(a[12:], [53 / 127, 76 / 127, 4 / 16], rtol=1e-6)
     events = notes.piece_to_events(piece)
     vocab = Vocabulary.build([[t for t, _, _ in events]])
-    table = conditions.token_table(vocab.tokens)
     ids = vocab.encode(events)[None]
-    c = conditions.from_events(ids, np.ones(ids.shape[:2], bool), table).numpy()[0]
+    tokens = np.asarray(vocab.tokens, object)[ids[..., 0]]
+    c = conditions.from_tokens(tokens, ids[..., 2], np.ones(ids.shape[:2], bool),
+                               conditions.pitch_table()).numpy()[0]
     # 4 events (the chord, D4, D4, F3.E5) over 16 steps: the same density as the 4 onsets
     assert [t for t, _, _ in events] == ["C4.E4.G4", "D4", "D4", "F3.E5"]
     np.testing.assert_allclose(c, a, rtol=1e-6, atol=1e-7)
@@ -379,9 +379,10 @@ def test_signatures_and_metadata_of_a_conditional_model(trained):
 def primer_condition(t: Conditional, primer) -> np.ndarray:
     """The condition of one primer by `trainer.conditions`, outside the graph."""
     if t.rep == "notes":
-        ids = t.vocab.encode([parse_event_string(s) for s in primer])[None]
-        return conditions.from_events(ids, np.ones(ids.shape[:2], bool),
-                                      conditions.token_table(t.vocab.tokens)).numpy()[0]
+        events = [parse_event_string(s) for s in primer]
+        return conditions.from_tokens(np.asarray([[e[0] for e in events]], object),
+                                      [[e[2] for e in events]], np.ones((1, len(events)), bool),
+                                      conditions.pitch_table()).numpy()[0]
     return conditions.from_frames(np.asarray(primer)[None]).numpy()[0]
 
 

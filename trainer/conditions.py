@@ -17,24 +17,12 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from preprocessing import notes, pianoroll
+from preprocessing import pianoroll
+from preprocessing.piece import PITCH_NAMES
 from preprocessing.transforms import KEY_PROFILES
 
 SIZE = 15
 DENSITY = 14
-
-
-def token_table(tokens) -> np.ndarray:
-    """Per vocabulary token: pitch-class counts (12), lowest and highest pitch (128 / -1 for
-    rests and unknown tokens)."""
-    table = np.zeros((len(tokens), 14), np.float32)
-    table[:, 12], table[:, 13] = 128, -1
-    for i, token in enumerate(tokens):
-        pitches = notes.token_pitches(token)
-        if pitches:
-            np.add.at(table[i], np.asarray(pitches) % 12, 1)
-            table[i, 12], table[i, 13] = min(pitches), max(pitches)
-    return table
 
 
 def _vector(counts, low, high, density):
@@ -47,15 +35,27 @@ def _vector(counts, low, high, density):
                       tf.minimum(density, 1.0)[:, None]], -1)
 
 
-def from_events(ids, valid, table):
-    """Conditions [B, SIZE] of event ids [B, T, 3] (token, duration, shift), where `valid`."""
-    stats = tf.gather(tf.constant(table), ids[..., 0])
-    on = tf.cast(valid, tf.float32)[..., None]
-    counts = tf.reduce_sum(stats[..., :12] * on, 1)
-    low = tf.reduce_min(tf.where(valid, stats[..., 12], 128.0), 1)
-    high = tf.reduce_max(tf.where(valid, stats[..., 13], -1.0), 1)
-    events = tf.reduce_sum(tf.cast(valid & (stats[..., 13] >= 0), tf.float32), 1)
-    steps = tf.reduce_sum(tf.where(valid, tf.cast(ids[..., 2], tf.float32), 0.0), 1)
+def pitch_table() -> tf.lookup.StaticHashTable:
+    """Pitch name → MIDI pitch (-1 for anything else), for `from_tokens`."""
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        list(PITCH_NAMES), list(range(len(PITCH_NAMES)))), -1)
+
+
+def from_tokens(tokens, shifts, valid, table):
+    """Conditions [B, SIZE] of events given as token strings [B, T] ("C4.E4.G4", "R", ...) and
+    shifts [B, T] (grid steps), where `valid`; `table` from `pitch_table`. Tokens are read by
+    their pitch names, so a chord the model's vocabulary does not hold still counts."""
+    names = tf.strings.split(tf.where(valid, tokens, ""), ".")  # [B, T, (notes)]
+    pitch = tf.ragged.map_flat_values(table.lookup, names)
+    known = pitch >= 0
+    counts = tf.reduce_sum(tf.reduce_sum(
+        tf.ragged.map_flat_values(lambda p: tf.one_hot(p % 12, 12), pitch)
+        * tf.cast(known, tf.float32)[..., None], 2), 1)
+    as_float = tf.cast(pitch, tf.float32)
+    low = tf.reduce_min(tf.reduce_min(tf.where(known, as_float, 128.0), 2), 1)
+    high = tf.reduce_max(tf.reduce_max(tf.where(known, as_float, -1.0), 2), 1)
+    events = tf.reduce_sum(tf.cast(tf.reduce_any(known, 2), tf.float32), 1)
+    steps = tf.reduce_sum(tf.where(valid, tf.cast(shifts, tf.float32), 0.0), 1)
     return _vector(counts, low, high, events / tf.maximum(steps, 1.0))
 
 
@@ -81,11 +81,13 @@ def from_frames(frames):
 
 def of_windows(x, representation: str, tokens=None, batch: int = 4096) -> np.ndarray:
     """Conditions of training windows (NumPy [N, T, ...] → [N, SIZE]), in batches."""
-    out = []
-    table = token_table(tokens) if representation == "notes" else None
+    out, names, table = [], np.asarray(tokens if tokens is not None else [], object), None
+    if representation == "notes":
+        table = pitch_table()
     for i in range(0, len(x), batch):
         chunk = x[i:i + batch]
-        out.append((from_events(chunk, tf.ones(chunk.shape[:2], tf.bool), table)
+        out.append((from_tokens(names[chunk[..., 0]], chunk[..., 2],
+                                tf.ones(chunk.shape[:2], tf.bool), table)
                     if representation == "notes" else from_frames(chunk)).numpy())
     return np.concatenate(out) if out else np.zeros((0, SIZE), np.float32)
 

@@ -68,7 +68,7 @@ class Exported(tf.Module):
                 conditions if conditions is not None else np.zeros((0, cond_lib.SIZE)))
             self.keys = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
                 list(KEY_INDEX), list(KEY_INDEX.values())), -2)
-            self.token_table = cond_lib.token_table(vocab.tokens) if vocab else None
+            self.pitches = cond_lib.pitch_table()
         if family in ("lstm", "attention_lstm"):
             self.decoder = decoders.Recurrent(model, spec)
         elif family == "bilstm":
@@ -182,11 +182,12 @@ class Exported(tf.Module):
 
     # --- conditions (conditional models) ---
 
-    def _condition(self, steps, valid=None):
-        """The condition vector of each row's primer: events [B, L, 3] (where `valid`) or
-        frames."""
+    def _condition(self, steps, valid=None, strings=None):
+        """The condition vector of each row's primer: events [B, L, 3] with their strings
+        [B, L] (where `valid`), or frames."""
         if self.spec.representation == "notes":
-            return cond_lib.from_events(steps, valid, self.token_table)
+            tokens = tf.strings.regex_replace(strings, r"\|.*", "")
+            return cond_lib.from_tokens(tokens, steps[..., 2], valid, self.pitches)
         return cond_lib.from_frames(steps)
 
     def _conditioned(self, condition, key, density):
@@ -239,7 +240,7 @@ class Exported(tf.Module):
                         density=None):
         batch = tf.shape(primer)[0]
         ids, valid = self._parse(primer)
-        condition = self._conditioned(self._condition(ids, valid), key, density) \
+        condition = self._conditioned(self._condition(ids, valid, primer), key, density) \
             if self.conditional else None
         with tf.control_dependencies(self._check(batch, num_steps, temperature) + [
                 tf.debugging.assert_equal(tf.reduce_all(tf.reduce_any(valid, axis=1)), True,
@@ -260,7 +261,7 @@ class Exported(tf.Module):
 
     def _next_notes(self, context):
         ids, valid = self._parse(context)
-        condition = self._condition(ids, valid) if self.conditional else None
+        condition = self._condition(ids, valid, context) if self.conditional else None
         # "" pads, as in generate
         _, logits = decoders.feed(self.decoder, self.spec, ids, valid, condition)
         return {f"{f}_probs": tf.nn.softmax(lg) for f, lg in zip(NOTE_FIELDS, logits)}
@@ -268,7 +269,7 @@ class Exported(tf.Module):
     def _likelihood_notes(self, events):
         ids, valid = self._parse(events)
         targets = ids[:, 1:]
-        condition = self._condition(ids, valid) if self.conditional else None
+        condition = self._condition(ids, valid, events) if self.conditional else None
         out = self._every_position(ids[:, :-1], condition)
         nll = {f"{f}_nll": tf.nn.sparse_softmax_cross_entropy_with_logits(targets[..., i], out[f])
                for i, f in enumerate(NOTE_FIELDS)}

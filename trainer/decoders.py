@@ -335,7 +335,9 @@ def form_letters(form, count):
     0, 1, 2, ... (every segment new) where the form is ""."""
     codes = tf.strings.unicode_decode(form, "UTF-8")
     length = tf.cast(codes.row_lengths(), tf.int32)
-    letters = codes.to_tensor(default_value=ord("A")) - ord("A")
+    # one column more than the longest form, so an all-"" batch still has one to gather from
+    letters = tf.pad(codes.to_tensor(default_value=ord("A")), [[0, 0], [0, 1]],
+                     constant_values=ord("A")) - ord("A")
     k = tf.range(count)[None]
     cycled = tf.gather(letters, k % tf.maximum(length, 1)[:, None], batch_dims=1)
     return tf.where(length[:, None] > 0, cycled, k)

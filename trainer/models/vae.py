@@ -144,10 +144,6 @@ def callbacks(hp: dict) -> list:
     return [KLAnnealing(hp["anneal_epochs"])]
 
 
-def primer(x):
-    return x[0]
-
-
 def sample(model, spec: DataSpec, primer: np.ndarray, steps: int, temperature: float = 1.0,
            seed: int = 0, seq_len: int = 64) -> np.ndarray:
     """The exported `generate` for one row, eagerly (`trainer.decoders.generate_vae`)."""

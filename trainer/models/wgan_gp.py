@@ -143,10 +143,6 @@ class WGANGP(keras.Model):
                 "gradient_penalty": self.penalty}
 
 
-def primer(x):
-    return x[0]
-
-
 def sample(model, spec: DataSpec, primer, steps: int, temperature: float = 1.0, seed: int = 0,
            seq_len: int = 64) -> np.ndarray:
     """The exported `generate` for one row, eagerly, in the form ABAC."""

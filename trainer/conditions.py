@@ -23,6 +23,15 @@ from preprocessing.transforms import KEY_PROFILES
 
 SIZE = 15
 DENSITY = 14
+# the model reads conditions standardised to about unit spread: histogram shares around 1/12,
+# pitches around the middle of the keyboard, densities around 0.5
+CENTER = np.asarray([1 / 12] * 12 + [0.35, 0.6, 0.5], np.float32)
+SCALE = np.asarray([12.0] * 12 + [10.0, 10.0, 4.0], np.float32)
+
+
+def standardized(condition):
+    """What a conditional model reads of a condition [..., SIZE] (Keras or TF tensors)."""
+    return (condition - CENTER) * SCALE
 
 
 def _vector(counts, low, high, density):

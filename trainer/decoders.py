@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 from keras_self_attention import SeqSelfAttention
 
-from trainer import rng
+from trainer import conditions, rng
 from trainer.data import NOTE_FIELDS, DataSpec
 from trainer.sampling import BANNED, NEG
 
@@ -79,7 +79,7 @@ class Recurrent(tf.Module):
             self.heads = [model.get_layer("frame")]
 
     def initial_state(self, batch, condition=None):
-        """(the condition, [B, SIZE] or [B, 0], then each layer's state)."""
+        """(the standardised condition, [B, SIZE] or [B, 0], then each layer's state)."""
         state, width = [], None
         for layer in self.stack:
             if isinstance(layer, keras.layers.LSTM):
@@ -89,7 +89,9 @@ class Recurrent(tf.Module):
                 w = layer.attention_width
                 state.append((tf.zeros([batch, w, width]), tf.zeros([batch, w, layer.units]),
                               tf.zeros([batch], tf.int32)))
-        return (tf.zeros([batch, 0]) if condition is None else condition), state
+        if condition is None:
+            return tf.zeros([batch, 0]), state
+        return conditions.standardized(condition), state
 
     def step(self, x, state):
         """x: an event [B, 3] or a frame [B, K] → (list of logits per head, new state)."""
@@ -105,7 +107,7 @@ class Recurrent(tf.Module):
             else:
                 h, s = _attend(layer, h, s)
                 new.append(s)
-        hidden = self.dense(h)
+        hidden = self.dense(tf.concat([h, condition], -1))  # conditional heads read it too
         return [head(hidden) for head in self.heads], (condition, new)
 
 

@@ -24,5 +24,5 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     hidden = keras.layers.Dropout(hp["dropout"])(hidden)
     hidden = keras.layers.LSTM(hp["units"], return_sequences=True, name="lstm_1")(hidden)
     hidden = keras.layers.Dropout(hp["dropout"])(hidden)
-    model = keras.Model(inp, common.heads(spec, hidden, hp), name="attention_lstm")
+    model = keras.Model(inp, common.heads(spec, hidden, hp, inp), name="attention_lstm")
     return common.compile_next_step(model, spec, hp)

@@ -19,7 +19,8 @@ def inputs(spec: DataSpec, hp: dict):
     Any length of input is accepted (generation runs over whole histories). The token
     embedding has `hp["embedding"]` dimensions; duration and shift at most 16. With
     `hp["condition"]` the input is {"events" | "frames", "condition"} and the condition vector
-    (`trainer.conditions`) joins the features of every step.
+    (`trainer.conditions`, standardised) joins the features of every step; `heads` reads it
+    again, so it reaches the outputs directly too.
     """
     if spec.representation == "notes":
         steps = keras.Input((None, 3), dtype="int32", name="events")
@@ -32,17 +33,26 @@ def inputs(spec: DataSpec, hp: dict):
     if not hp.get("condition"):
         return steps, features
     condition = keras.Input((conditions.SIZE,), name="condition")
-    every_step = keras.ops.ones_like(features[..., :1]) * condition[:, None, :]
-    features = keras.layers.Concatenate(name="conditioned")([features, every_step])
+    features = keras.layers.Concatenate(name="conditioned")([features,
+                                                             every_step(condition, features)])
     return {input_name(spec): steps, "condition": condition}, features
+
+
+def every_step(condition, like):
+    """The standardised condition [B, SIZE] repeated along the steps of `like` [B, T, ...]."""
+    return keras.ops.ones_like(like[..., :1]) * conditions.standardized(condition)[:, None, :]
 
 
 def input_name(spec: DataSpec) -> str:
     return "events" if spec.representation == "notes" else "frames"
 
 
-def heads(spec: DataSpec, hidden, hp: dict):
-    """Dense + dropout, then logits: one head per event field (notes) or one per key (rolls)."""
+def heads(spec: DataSpec, hidden, hp: dict, inputs=None):
+    """Dense + dropout, then logits: one head per event field (notes) or one per key (rolls).
+    A conditional model's `inputs` hold the condition, which the dense layer reads too."""
+    if isinstance(inputs, dict) and "condition" in inputs:
+        hidden = keras.layers.Concatenate(name="head_conditioned")(
+            [hidden, every_step(inputs["condition"], hidden)])
     hidden = keras.layers.Dense(hp["dense"], activation="relu", name="dense")(hidden)
     hidden = keras.layers.Dropout(hp["dropout"])(hidden)
     if spec.representation == "notes":

@@ -21,5 +21,5 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None,
         hidden = keras.layers.Dropout(hp["dropout"])(hidden)
     if last_only:
         hidden = hidden[:, -1]
-    model = keras.Model(inp, common.heads(spec, hidden, hp), name="lstm")
+    model = keras.Model(inp, common.heads(spec, hidden, hp, inp), name="lstm")
     return common.compile_next_step(model, spec, hp)

@@ -60,11 +60,11 @@ def main() -> None:
     from trainer.generate import read_metadata, resolve
 
     if not Path(args.model).exists():
-        out = Path(args.model).parents[1]
+        model = Path(args.model)
         subprocess.run([sys.executable, "-m", "trainer.task", "--model", "lstm", "--epochs", "15",
                         "--hparams", "layers=2,units=256,condition=true", "--job-dir",
-                        str(out / "job"), "--export-dir", str(out / "saved_models"),
-                        "--sample-every", "0"], cwd=ROOT, check=True,
+                        str(model.parent.parent / "job"), "--export-dir", str(model.parent),
+                        "--export-name", model.name, "--sample-every", "0"], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     loaded = tf.saved_model.load(str(resolve(args.model)))
     meta = read_metadata(loaded)

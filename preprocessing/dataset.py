@@ -55,7 +55,7 @@ class Settings:
         representation: "notes", "pianoroll" or "bars".
         steps_per_quarter: grid of `notes` and `pianoroll`.
         encoding: `pianoroll` encoding, "active" or "onset-sustain".
-        max_duration: `notes`: longest duration in steps.
+        max_duration: `notes` and `performance`: longest duration in steps.
         max_shift: `notes`: longest time between events in steps.
         to_c: transpose every piece to C major / A minor.
         augment: add ±1..N semitone transpositions of training pieces.

@@ -14,10 +14,16 @@ from preprocessing.piece import Piece, from_notes, quantize
 FIELDS = ("pitch", "onset", "duration", "velocity")
 
 
+def note_order(piece: Piece, steps_per_quarter: int = 4) -> np.ndarray:
+    """The piece's note indices in row order: by grid onset, then from the highest pitch."""
+    onset, _ = quantize(piece, steps_per_quarter)
+    return np.lexsort((-piece.pitch.astype(np.int64), onset))
+
+
 def piece_to_rows(piece: Piece, steps_per_quarter: int = 4, max_duration: int = 32) -> np.ndarray:
     """int32 [n, 4] rows of (pitch, onset, duration, velocity)."""
     onset, length = quantize(piece, steps_per_quarter)
-    order = np.lexsort((-piece.pitch.astype(np.int64), onset))
+    order = note_order(piece, steps_per_quarter)
     rows = np.stack([piece.pitch[order], onset[order],
                      np.clip(length[order], 1, max_duration),
                      np.clip(piece.velocity[order], 1, 127)], axis=1)

@@ -3,6 +3,7 @@ generation and the serving client, so neither needs the training flags."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -56,6 +57,17 @@ def add_request_flags(parser) -> None:
                         "FILE's opening over --steps segments (the `interpolate` signature)")
 
 
+def check_request_flags(args) -> None:
+    """Flags of `add_request_flags` that cannot go together.
+
+    Raises:
+        InputError: --interpolate with --key, --density or --form.
+    """
+    if args.interpolate and (args.key or args.density is not None or args.form):
+        raise InputError("--interpolate: blends two primers; it takes no --key, --density or "
+                         "--form")
+
+
 def read_primer(path: str | None) -> Piece:
     """The primer file's first piece, or, without one, the first Bach chorale of music21."""
     from preprocessing.readers import corpus_paths, read_file
@@ -68,7 +80,8 @@ def primer_steps(piece: Piece, meta: dict, length: int | None = None):
     length = length or int(meta["window"])
     rep = meta["representation"]
     if rep == "performance":
-        raise InputError(f"{meta['model']} does not compose, it refines: give it to --refine")
+        raise InputError(f"--model: {meta['model']} does not compose, it refines; pass it as "
+                         "--refine")
     if rep == "notes":
         events = notes.piece_to_events(piece, meta["steps_per_quarter"], meta["max_duration"],
                                        meta["max_shift"])
@@ -81,15 +94,29 @@ def primer_steps(piece: Piece, meta: dict, length: int | None = None):
     return bars.piece_to_bars(piece)["chord"][:length]
 
 
+# the `generate` inputs of models exported before metadata listed them
+_OLD_INPUTS = {"notes": "primer,num_steps,temperature,top_k,seed",
+               "pianoroll": "primer,num_steps,temperature,threshold,seed",
+               "bars": "chords,num_bars,seed"}
+
+
+def input_names(meta: dict) -> list[str]:
+    """The names of the model's `generate` inputs, from its metadata."""
+    return (meta.get("inputs") or _OLD_INPUTS.get(meta["representation"], "")).split(",")
+
+
 def generate_inputs(primer, meta: dict, steps: int, temperature: float = 1.0, top_k: int = 0,
                     seed: int = 0, threshold: float = 0.0, key: str = "",
                     density: float | None = None, form: str = "") -> dict[str, np.ndarray]:
     """The `generate` inputs for one request (batch of 1): the ones the model's metadata lists.
 
     Raises:
-        InputError: --key or --density for a model that takes no condition, or a bad key.
+        InputError: --key or --density for a model that takes no condition, a bad key, a
+            density outside 0-1, or --form for a model that takes none.
     """
-    names = meta["inputs"].split(",")
+    names = input_names(meta)
+    if density is not None and not 0 <= density <= 1:
+        raise InputError(f"--density: {density:g} is not in 0-1 (note events per grid step)")
     for flag, value, name in (("--key", key, "key"), ("--density", density, "density")):
         if value not in ("", None) and name not in names:
             raise InputError(f"{flag}: {meta['model']} is not conditional (train it with "
@@ -136,15 +163,20 @@ def refine_inputs(piece: Piece, meta: dict) -> tuple[dict[str, np.ndarray], np.n
         raise InputError(f"--refine: {meta['model']} is not a refine model (train one with "
                          "python -m trainer.task --model refine)")
     rows = performance.piece_to_rows(piece, meta["steps_per_quarter"], meta["max_duration"])
-    return {f: rows[None, :, i] for i, f in enumerate(("pitch", "onset", "duration"))}, rows
+    return {f: rows[None, :, i] for i, f in enumerate(performance.FIELDS[:3])}, rows
 
 
 def refined(piece: Piece, rows: np.ndarray, outputs: dict, meta: dict) -> Piece:
-    """The piece with the refine model's velocities and durations."""
-    rows = rows.copy()
-    rows[:, 2] = np.asarray(outputs["duration"])[0]
-    rows[:, 3] = np.asarray(outputs["velocity"])[0]
-    return performance.rows_to_piece(rows, meta["steps_per_quarter"], piece.qpm, piece.name)
+    """The piece with the refine model's velocities and durations; onsets stay as they were,
+    and so do notes longer than the model's longest duration (it never sees their length)."""
+    spq = meta["steps_per_quarter"]
+    order = performance.note_order(piece, spq)
+    snapped = np.asarray(outputs["duration"])[0] / spq
+    longer = rows[:, 2] >= meta["max_duration"]
+    duration, velocity = piece.duration.copy(), piece.velocity.copy()
+    duration[order] = np.where(longer, piece.duration[order], snapped)
+    velocity[order] = np.asarray(outputs["velocity"])[0]
+    return dataclasses.replace(piece, duration=duration, velocity=velocity)
 
 
 def to_piece(primer, outputs: dict, meta: dict, qpm: float = 120.0,
@@ -162,7 +194,7 @@ def to_piece(primer, outputs: dict, meta: dict, qpm: float = 120.0,
         primer_end = sum(notes.parse_event_string(s)[2] for s in primer if s) / spq
         return notes.events_to_piece(events, spq, qpm), primer_end
     if rep == "pianoroll":
-        if "primer" not in meta["inputs"].split(","):  # composed from noise alone (wgan_gp)
+        if "primer" not in input_names(meta):  # composed from noise alone (wgan_gp)
             primer = np.zeros((0, meta["keys"]), np.float32)
         frames = np.concatenate([primer, np.asarray(outputs["frames"])[0]])
         roll = pianoroll.from_frames(frames, meta["encoding"])

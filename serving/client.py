@@ -10,8 +10,9 @@
         --out blend.mid
     python -m serving.client --model wgan_gp --form ABCAB --steps 320 --out gan.mid
 
-It reads the model's `metadata` signature to learn its representation, converts the primer with
-`preprocessing`, and calls `generate` once.
+It reads the model's `metadata` signature to learn its representation and inputs, converts the
+primer with `preprocessing`, and calls `generate` once (`interpolate` for --interpolate; then
+`refine` on a refine model for --refine).
 """
 
 from __future__ import annotations
@@ -216,6 +217,7 @@ def main(argv=None) -> int:
     parser.add_argument("--wav", help="also render a WAV")
     args = parser.parse_args(argv)
     try:
+        requests.check_request_flags(args)
         client = Client(args.server, args.rest, args.timeout)
         if args.status or args.metadata:
             info = {}

@@ -613,7 +613,7 @@ def test_generate_cli_in_a_key_at_a_density(zoo, tmp_path, capsys):
 
 @pytest.mark.parametrize("flags, words", [
     (["--key", "H"], ["--key: 'H' is not a key"]),
-    (["--density", "1.5"], ["density must be <= 1"]),
+    (["--density", "1.5"], ["--density: 1.5 is not in 0-1"]),
 ])
 def test_generate_cli_bad_key_or_density_is_one_line(zoo, tmp_path, capsys, flags, words):
     t = zoo("lstm", "notes")
@@ -642,3 +642,37 @@ def test_generate_cli_key_for_an_unconditional_model_is_one_line(tmp_path, capsy
     assert rc == 2
     assert err == ["error: --key: lstm is not conditional (train it with --hparams "
                    "condition=true)"]
+
+
+def test_models_exported_before_metadata_listed_inputs_still_get_requests():
+    old = {"model": "lstm", "representation": "notes", "window": 4}
+    inputs = requests.generate_inputs(["C4|4|4"], old, 8, seed=1)
+    assert list(inputs) == ["primer", "num_steps", "temperature", "top_k", "seed"]
+    roll = {"model": "seq2seq", "representation": "pianoroll", "window": 4}
+    assert list(requests.generate_inputs(np.zeros((2, 88)), roll, 8)) == [
+        "primer", "num_steps", "temperature", "threshold", "seed"]
+
+
+@pytest.mark.parametrize("density", [-0.2, 1.5])
+def test_a_density_outside_zero_to_one_is_refused_before_any_request(density):
+    meta = {"model": "lstm", "representation": "notes", "window": 4,
+            "inputs": INPUTS["notes"]}
+    with pytest.raises(InputError, match=r"^--density: .* is not in 0-1"):
+        requests.generate_inputs(["C4|4|4"], meta, 8, density=density)
+
+
+def test_interpolate_takes_no_key_density_or_form(tmp_path, capsys):
+    rc = generate.main(["--model", str(tmp_path), "--interpolate", "b.mid", "--key", "C",
+                        "--out", str(tmp_path / "x.mid")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == ["error: --interpolate: blends two primers; it takes no --key, "
+                               "--density or --form"]
+
+
+def test_a_seq_to_one_lstm_can_read_a_condition():
+    spec = data.DataSpec("notes", vocab_size=10, max_duration=8, max_shift=8)
+    hp = {**MODELS["lstm"].defaults, "units": 8, "layers": 1, "dense": 8, "condition": True}
+    model = MODELS["lstm"].build(spec, hp, 6, last_only=True)
+    out = model({"events": np.ones((2, 6, 3), np.int32),
+                 "condition": np.zeros((2, conditions.SIZE), np.float32)})
+    assert tuple(out["token"].shape) == (2, 10)

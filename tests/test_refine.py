@@ -450,3 +450,29 @@ def test_evaluate_a_refine_model_is_an_error(trained, corpus, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: "), err
     assert "refine does not compose" in err[0] and str(trained["path"]) in err[0]
     assert not (tmp_path / "eval").exists()
+
+
+def test_refined_keeps_onsets_and_notes_longer_than_the_model_knows(trained):
+    meta = trained["meta"]
+    # off-grid onsets, and a final note of 12 quarters (48 steps > max_duration 32)
+    piece = from_notes([(67, 0.02, 1), (60, 0, 1), (62, 1.01, 1), (55, 2, 12)], name="long")
+    inputs, rows = requests.refine_inputs(piece, meta)
+    outputs = trained["refine"](**{k: tf.constant(v) for k, v in inputs.items()})
+    result = requests.refined(piece, rows, outputs, meta)
+    np.testing.assert_array_equal(result.start, piece.start)
+    np.testing.assert_array_equal(result.pitch, piece.pitch)
+    assert result.duration[3] == 12  # left as it was
+    order = performance.note_order(piece)
+    np.testing.assert_array_equal(result.velocity[order], outputs["velocity"].numpy()[0])
+
+
+def test_left_padding_does_not_change_a_pieces_refinement(trained, held_out):
+    """Training windows of short pieces are padded at the start: the first real note must be
+    read the same with or without padding before it (no onset, nothing sounding before)."""
+    rows = held_out[0][:16]
+    padded = np.concatenate([np.zeros((6, 4), np.int32), rows])
+    alone = call_refine(trained["refine"], rows[None, :, 0], rows[None, :, 1], rows[None, :, 2])
+    after = call_refine(trained["refine"], padded[None, :, 0], padded[None, :, 1],
+                        padded[None, :, 2])
+    for a, b in zip(alone, after):
+        np.testing.assert_array_equal(b[0, 6:], a[0])

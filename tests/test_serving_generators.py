@@ -310,8 +310,14 @@ def test_unknown_key_is_a_client_side_error(grpc_client, pieces):
 
     with pytest.raises(InputError):
         grpc_client.generate("cond", pieces["primer"], 8, key="H minor")
-    with pytest.raises(ClientError, match=r"^INVALID_ARGUMENT: density must be <= 1"):
+    with pytest.raises(InputError, match=r"^--density: 1.5 is not in 0-1"):
         grpc_client.generate("cond", pieces["primer"], 8, density=1.5)
+    # the server checks it too, for clients that are not this one
+    meta = grpc_client.metadata("cond")
+    inputs = requests.generate_inputs(requests.primer_steps(pieces["primer"], meta), meta, 8)
+    inputs["density"] = np.asarray([1.5], np.float32)
+    with pytest.raises(ClientError, match=r"^INVALID_ARGUMENT: density must be <= 1"):
+        grpc_client.predict("cond", "generate", inputs)
 
 
 # --- vae: interpolate -----------------------------------------------------------------------------

@@ -401,6 +401,9 @@ def test_interpolate_rows_have_their_own_num_points(vae_job, primers):
 INTERPOLATE_ERRORS = {
     "num_points 0": (dict(num_points=[0]), r"num_points must be >= 1"),
     "num_points per row": (dict(num_points=[3, 3]), r"num_points: one value per primer row"),
+    # points are whole segments: at most max_steps (4096) frames' worth
+    "too many points": (dict(num_points=[4096 // SEGMENT + 1]),
+                        rf"num_points must be <= {4096 // SEGMENT} \(max_steps / segment\)"),
     "b per row": (dict(b=np.zeros((2, 16, KEYS), np.float32)), r"b: one row per a row"),
     "empty b": (dict(b=np.zeros((1, 0, KEYS), np.float32)), r"b is empty"),
     "temperature 0": (dict(temperature=[0.0]), r"temperature must be > 0"),

@@ -106,6 +106,15 @@ def next_step_arrays(folder: Path, split: str, spec: DataSpec, seq_len: int,
     return x, y
 
 
+def segment_arrays(folder: Path, split: str, length: int) -> np.ndarray:
+    """Piano-roll segments of `length` frames (half-overlapping) of a split, float32, for the
+    models that read whole segments (vae, wgan_gp)."""
+    items = [pianoroll.to_frames(i) for i in dataset.load_split(folder, split)]
+    if not items:
+        raise InputError(f"no {split} pieces")
+    return windows(items, length).astype(np.float32)
+
+
 def rows(x) -> int:
     """Examples in an array or a dict of arrays."""
     return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)

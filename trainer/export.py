@@ -12,6 +12,8 @@ Signatures (every input has a leading batch dimension, so TF Serving can batch r
     bars:      chords [B, C, 13], num_bars [B], seed [B] → bars [B, n, 16, 128]
     wgan_gp:   num_steps, form [B] ("ABCAB": a letter per segment), temperature, threshold,
                seed → frames
+    temperature divides the logits of next-step models; for wgan_gp it scales the noise, for
+    vae both (the latent walk's noise and the frames' logits).
     conditional lstm / attention_lstm: also key [B] ("C", "F#m"; "" keeps the primer's) and
                density [B] (< 0 keeps the primer's) → also condition [B, 15]
 - `metadata`: request [B] (any values) → what a client needs to convert MIDI, one row per
@@ -22,7 +24,7 @@ Signatures (every input has a leading batch dimension, so TF Serving can batch r
 - `refine` (also `serving_default`, refine nets): pitch, onset, duration [B, N] int32 →
   velocity, duration [B, N].
 - `log_likelihood` (all but the GANs and refine): teacher-forced NLL in nats of every step
-  after the first (vae: of every frame, as the negative ELBO: a bound).
+  after the first (vae: of every frame, reconstruction at the posterior mean plus the KL).
     notes:     events [B, L] → nll, token_nll, duration_nll, shift_nll [B, L-1]; counted
                (1 where the target counts) and oov (1 where the target token is out of
                vocabulary: left out of the NLL, reported apart)
@@ -39,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from preprocessing import performance
 from preprocessing.transforms import KEY_INDEX
 from trainer import conditions as cond_lib
 from trainer import decoders, rng
@@ -100,7 +103,7 @@ class Exported(tf.Module):
         rep, keys = self.spec.representation, self.spec.keys
         batch = [_spec([None], tf.int32, "num_steps"), _spec([None], tf.float32, "temperature")]
         if rep == "performance":
-            return [_spec([None, None], tf.int32, name) for name in ("pitch", "onset", "duration")]
+            return [_spec([None, None], tf.int32, name) for name in performance.FIELDS[:3]]
         if rep == "notes":
             specs = [_spec([None, None], tf.string, "primer"), *batch,
                      _spec([None], tf.int32, "top_k"), _spec([None], tf.int64, "seed")]
@@ -359,7 +362,10 @@ class Exported(tf.Module):
 
     def _interpolate(self, a, b, num_points, temperature, threshold, seed):
         batch = tf.shape(a)[0]
+        most = max(1, self.max_steps // self.model.segment)  # points are whole segments
         with tf.control_dependencies(self._check(batch, num_points, temperature, "num_points") + [
+                tf.debugging.assert_less_equal(num_points, most, message=(
+                    f"num_points must be <= {most} (max_steps / segment)")),
                 tf.debugging.assert_equal(tf.shape(b)[0], batch, message="b: one row per a row"),
                 tf.debugging.assert_greater(tf.shape(a)[1], 0, message="a is empty"),
                 tf.debugging.assert_greater(tf.shape(b)[1], 0, message="b is empty"),
@@ -371,9 +377,9 @@ class Exported(tf.Module):
         return {"frames": frames}
 
     def _likelihood_vae(self, frames):
-        """Per frame: the reconstruction NLL (decoding the posterior mean) plus the segment's
-        KL spread over its frames, segment by segment (the last one zero-padded): the
-        negative ELBO, a bound on the NLL rather than the NLL."""
+        """Per frame: the reconstruction NLL decoding the posterior mean plus the segment's KL
+        spread over its frames, segment by segment (the last one zero-padded at the end): an
+        ELBO-style score (a plug-in estimate at the posterior mean), not the NLL."""
         segment = self.model.segment
         length = tf.shape(frames)[1]
         pad = (-length) % segment

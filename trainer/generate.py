@@ -64,6 +64,7 @@ def main(argv=None) -> int:
     try:
         import tensorflow as tf
 
+        requests.check_request_flags(args)
         folder = resolve(args.model, args.version)
         loaded = tf.saved_model.load(str(folder))
         meta = read_metadata(loaded)
@@ -89,9 +90,10 @@ def main(argv=None) -> int:
         result, primer_end = requests.to_piece(primer, outputs, meta, piece.qpm)
         if args.refine:
             refiner = tf.saved_model.load(str(resolve(args.refine))).signatures
-            inputs, rows = requests.refine_inputs(result, read_metadata_of(refiner))
+            refine_meta = read_metadata_of(refiner)
+            inputs, rows = requests.refine_inputs(result, refine_meta)
             refined = refiner["refine"](**{k: tf.constant(v) for k, v in inputs.items()})
-            result = requests.refined(result, rows, refined, read_metadata_of(refiner))
+            result = requests.refined(result, rows, refined, refine_meta)
         write_midi(result, args.out)
         written = [args.out]
         if args.png:

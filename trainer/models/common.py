@@ -39,8 +39,12 @@ def inputs(spec: DataSpec, hp: dict):
 
 
 def every_step(condition, like):
-    """The standardised condition [B, SIZE] repeated along the steps of `like` [B, T, ...]."""
-    return keras.ops.ones_like(like[..., :1]) * conditions.standardized(condition)[:, None, :]
+    """The standardised condition [B, SIZE] repeated along the steps of `like` [B, T, F] (or
+    as it is, for `like` [B, F] with no steps)."""
+    scaled = conditions.standardized(condition)
+    if len(like.shape) == 2:
+        return scaled
+    return keras.ops.ones_like(like[..., :1]) * scaled[:, None, :]
 
 
 def input_name(spec: DataSpec) -> str:

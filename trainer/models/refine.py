@@ -18,7 +18,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from preprocessing import dataset
+from preprocessing import dataset, performance
 from preprocessing.piece import InputError
 from trainer import data as data_lib
 from trainer.data import DataSpec
@@ -26,7 +26,7 @@ from trainer.data import DataSpec
 REPRESENTATIONS = ("performance",)
 DEFAULTS = dict(units=128, layers=2, dense=128, dropout=0.2, corrupt=0.5, learning_rate=1e-3)
 GENERATES = False
-FIELDS = ("pitch", "onset", "duration")
+FIELDS = performance.FIELDS[:3]  # the inputs; velocity is a target
 
 
 def corrupt(durations: np.ndarray, share: float, max_duration: int,
@@ -87,8 +87,11 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     bar = 4 * spec.steps_per_quarter
     inputs = {f: keras.Input((None,), dtype="int32", name=f) for f in FIELDS}
     pitch, onset, duration = (inputs[f] for f in FIELDS)
-    previous = _shifted(onset, lambda t: t - top, 1)
-    following = _shifted(onset, lambda t: t + top, -1)
+    # a padding neighbour (duration 0) counts as none, as at the ends of a sequence
+    previous = keras.ops.where(_shifted(duration, keras.ops.zeros_like, 1) > 0,
+                               _shifted(onset, lambda t: t - top, 1), onset - top)
+    following = keras.ops.where(_shifted(duration, keras.ops.zeros_like, -1) > 0,
+                                _shifted(onset, lambda t: t + top, -1), onset + top)
     since = keras.ops.clip(onset - previous, 0, top)
     is_top = keras.ops.cast(keras.ops.not_equal(onset, previous), "float32")
     is_bottom = keras.ops.cast(keras.ops.not_equal(onset, following), "float32")

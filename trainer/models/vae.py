@@ -16,8 +16,6 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from preprocessing import dataset, pianoroll
-from preprocessing.piece import InputError
 from trainer import data as data_lib
 from trainer.data import DataSpec
 
@@ -29,10 +27,7 @@ MONITOR = "elbo"
 
 def make_arrays(folder, split: str, spec: DataSpec, config):
     """Segments of `seq_len` frames (half-overlapping); an autoencoder's targets are its inputs."""
-    items = [pianoroll.to_frames(i) for i in dataset.load_split(folder, split)]
-    if not items:
-        raise InputError(f"no {split} pieces")
-    x = data_lib.windows(items, config.seq_len).astype(np.float32)
+    x = data_lib.segment_arrays(folder, split, config.seq_len)
     return x, x
 
 

@@ -18,7 +18,6 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from preprocessing import dataset, pianoroll
 from preprocessing.piece import InputError
 from trainer import data as data_lib
 from trainer.data import DataSpec
@@ -34,17 +33,14 @@ def make_arrays(folder, split: str, spec: DataSpec, config):
     """Segments of `seq_len` frames (half-overlapping); a GAN has no targets."""
     if config.seq_len % 8:
         raise InputError(f"--seq-len: wgan_gp needs a multiple of 8, not {config.seq_len}")
-    items = [pianoroll.to_frames(i) for i in dataset.load_split(folder, split)]
-    if not items:
-        raise InputError(f"no {split} pieces")
-    x = data_lib.windows(items, config.seq_len).astype(np.float32)
+    x = data_lib.segment_arrays(folder, split, config.seq_len)
     return x, np.zeros((len(x),), np.float32)
 
 
 @keras.saving.register_keras_serializable("composer")
 class WGANGP(keras.Model):
     """Generator and critic, trained together by `train_step`: `critic_steps` critic updates
-    (each with fresh noise) per generator update."""
+    (each with fresh noise, all on the step's real batch) per generator update."""
 
     def __init__(self, keys=88, segment=64, generator="cnn", noise=64, filters=128, units=256,
                  repeat=4, critic_steps=5, gradient_penalty=10.0, **kwargs):

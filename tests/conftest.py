@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mido
@@ -232,3 +238,54 @@ def two_voices(seed: int) -> list:
         t += length
     bass = [(36 + scale[int(rng.integers(7))], 2.0 * b, 2.0) for b in range(16)]
     return [melody, bass]
+
+
+# --- a real `python -m serving.server`, for the serving tests ------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclasses.dataclass
+class Server:
+    proc: subprocess.Popen
+    grpc: str
+    rest: str
+    models: list
+    stderr: Path
+
+    def log(self) -> str:
+        return self.stderr.read_text(errors="replace")[-4000:]
+
+
+def start_server(config: Path, logs: Path, *extra: str, timeout: float = 120) -> Server:
+    """Starts `python -m serving.server` on 127.0.0.1 with free ports (plus `extra` flags) and
+    waits for its ready line."""
+    logs.mkdir(parents=True, exist_ok=True)
+    out, err = logs / "stdout", logs / "stderr"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "serving.server", "--model-config", str(config),
+             "--host", "127.0.0.1", "--port", "0", "--rest-port", "0", *extra],
+            cwd=REPO, env=env, stdout=stdout, stderr=stderr)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in out.read_text().splitlines():
+            if line.startswith("{"):
+                ready = json.loads(line)
+                return Server(proc, ready["grpc"], ready["rest"], ready["models"], err)
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}:\n{err.read_text()}")
+        time.sleep(0.1)
+    stop_server(proc)
+    raise AssertionError(f"no ready line in {timeout} s:\n{err.read_text()[-4000:]}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

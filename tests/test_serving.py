@@ -48,7 +48,15 @@ from preprocessing.notes import Vocabulary
 from preprocessing.readers import read_file
 from preprocessing.writers import write_midi
 from serving.client import Client, ClientError
-from tests.conftest import BASS, MELODY, two_voices, write_midi_file
+from tests.conftest import (
+    BASS,
+    MELODY,
+    Server,
+    start_server,
+    stop_server,
+    two_voices,
+    write_midi_file,
+)
 from trainer import data as data_lib
 from trainer import export
 from trainer.config import Config
@@ -58,6 +66,8 @@ REPO = Path(__file__).resolve().parents[1]
 SEQ_LEN = 8
 MAX_STEPS = 64  # the server's --max-steps (the exports themselves allow 4096)
 MAX_BYTES = 256 * 1024  # the server's --max-request-bytes (REST body and gRPC message)
+SERVER_FLAGS = ("--poll-seconds", "0.5", "--max-steps", str(MAX_STEPS),
+                "--max-request-bytes", str(MAX_BYTES))
 STEPS = 16
 
 TINY = {
@@ -144,56 +154,11 @@ def trained(workdir) -> Zoo:
     return out
 
 
-@dataclasses.dataclass
-class Server:
-    proc: subprocess.Popen
-    grpc: str
-    rest: str
-    models: list
-    stderr: Path
-
-    def log(self) -> str:
-        return self.stderr.read_text(errors="replace")[-4000:]
-
-
-def start_server(config: Path, logs: Path, *extra: str, timeout: float = 120) -> Server:
-    """Starts `python -m serving.server` and waits for its ready line."""
-    logs.mkdir(parents=True, exist_ok=True)
-    out, err = logs / "stdout", logs / "stderr"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    with open(out, "w") as stdout, open(err, "w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "serving.server", "--model-config", str(config),
-             "--host", "127.0.0.1", "--port", "0", "--rest-port", "0", "--poll-seconds", "0.5",
-             "--max-steps", str(MAX_STEPS), "--max-request-bytes", str(MAX_BYTES), *extra],
-            cwd=REPO, env=env, stdout=stdout, stderr=stderr)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in out.read_text().splitlines():
-            if line.startswith("{"):
-                ready = json.loads(line)
-                return Server(proc, ready["grpc"], ready["rest"], ready["models"], err)
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}:\n{err.read_text()}")
-        time.sleep(0.1)
-    stop_server(proc)
-    raise AssertionError(f"no ready line in {timeout} s:\n{err.read_text()[-4000:]}")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def server(trained, workdir) -> Server:
     """The server, started once for the module on the export folder's models.config."""
-    s = start_server(trained.export_dir / "models.config", workdir / "server-logs")
+    s = start_server(trained.export_dir / "models.config", workdir / "server-logs",
+                     *SERVER_FLAGS)
     yield s
     stop_server(s.proc)
 
@@ -928,7 +893,8 @@ def test_new_version_is_loaded_and_the_old_one_unloaded(trained, server, stub, g
 # --- 5. SIGTERM ----------------------------------------------------------------------------------
 
 def test_sigterm_stops_the_server_with_exit_code_0(trained, workdir, primer_piece):
-    s = start_server(trained.export_dir / "models.config", workdir / "sigterm-logs")
+    s = start_server(trained.export_dir / "models.config", workdir / "sigterm-logs",
+                     *SERVER_FLAGS)
     try:
         assert Client(s.grpc, timeout=30).status("notes")[0]["state"] == "AVAILABLE"
         start = time.monotonic()

@@ -15,10 +15,6 @@ import contextlib
 import dataclasses
 import io
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +27,13 @@ from preprocessing import requests
 from preprocessing.readers import read_file
 from serving import client as client_cli
 from serving.client import Client, ClientError
-from tests.conftest import notes_of, two_voices, write_midi_file
+from tests.conftest import Server, notes_of, start_server, stop_server, two_voices, write_midi_file
 from trainer import conditions, export, task
 from trainer import data as data_lib
 from trainer.config import Config
 from trainer.generate import read_metadata
 from trainer.models import MODELS
 
-REPO = Path(__file__).resolve().parents[1]
 SEGMENT = 16  # --seq-len of every model
 KEYS = 88
 # served name → (trainer.task flags, the metadata's model, its `generate` inputs)
@@ -104,48 +99,6 @@ def exports(workdir) -> Exports:
         loaded[name] = tf.saved_model.load(str(path))
     export.write_models_config(folder)
     return Exports(folder, jobs, loaded)
-
-
-@dataclasses.dataclass
-class Server:
-    proc: subprocess.Popen
-    grpc: str
-    rest: str
-    models: list
-    stderr: Path
-
-
-def start_server(config: Path, logs: Path, timeout: float = 120) -> Server:
-    """Starts `python -m serving.server` and waits for its ready line."""
-    logs.mkdir(parents=True, exist_ok=True)
-    out, err = logs / "stdout", logs / "stderr"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    with open(out, "w") as stdout, open(err, "w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "serving.server", "--model-config", str(config),
-             "--host", "127.0.0.1", "--port", "0", "--rest-port", "0"],
-            cwd=REPO, env=env, stdout=stdout, stderr=stderr)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in out.read_text().splitlines():
-            if line.startswith("{"):
-                ready = json.loads(line)
-                return Server(proc, ready["grpc"], ready["rest"], ready["models"], err)
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}:\n{err.read_text()}")
-        time.sleep(0.1)
-    stop_server(proc)
-    raise AssertionError(f"no ready line in {timeout} s:\n{err.read_text()[-4000:]}")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -90,14 +90,15 @@ def from_frames(frames):
 
 def of_windows(x, representation: str, tokens=None, batch: int = 4096) -> np.ndarray:
     """Conditions of training windows (NumPy [N, T, ...] → [N, SIZE]), in batches."""
-    out, names, table = [], np.asarray(tokens if tokens is not None else [], object), None
     if representation == "notes":
-        table = pitch_table()
-    for i in range(0, len(x), batch):
-        chunk = x[i:i + batch]
-        out.append((from_tokens(names[chunk[..., 0]], chunk[..., 2],
-                                tf.ones(chunk.shape[:2], tf.bool), table)
-                    if representation == "notes" else from_frames(chunk)).numpy())
+        names, table = np.asarray(tokens, object), pitch_table()
+
+        def condition(chunk):
+            return from_tokens(names[chunk[..., 0]], chunk[..., 2],
+                               tf.ones(chunk.shape[:2], tf.bool), table)
+    else:
+        condition = from_frames
+    out = [condition(x[i:i + batch]).numpy() for i in range(0, len(x), batch)]
     return np.concatenate(out) if out else np.zeros((0, SIZE), np.float32)
 
 

@@ -253,6 +253,12 @@ def generate_midinet(model, chords, num_bars, seed):
     return batch_major(out.stack())
 
 
+def joined(segments: tf.TensorArray, keys: int):
+    """Segments written one per loop step ([count] x [B, T, keys]) → frames [B, count * T, keys]."""
+    frames = batch_major(segments.stack())
+    return tf.reshape(frames, [tf.shape(frames)[0], -1, keys])
+
+
 def _frames_of(logits, temperature, threshold, seed, step):
     """Bernoulli frames [B, T, keys] of key logits, drawn with `rng` stream 0 of `step`."""
     shape = tf.shape(logits)
@@ -293,9 +299,7 @@ def generate_vae(model, primer, num_steps, temperature, threshold, seed):
 
     *_, out = tf.while_loop(lambda k, *_: k < count, body,
                             (0, z, tf.TensorArray(tf.float32, count)))
-    frames = batch_major(out.stack())  # [B, count, T, keys]
-    shape = tf.shape(frames)
-    return tf.reshape(frames, [shape[0], -1, model.keys])[:, :steps]
+    return joined(out, model.keys)[:, :steps]
 
 
 def slerp(a, b, t):
@@ -327,9 +331,7 @@ def interpolate_vae(model, a, b, num_points, temperature, threshold, seed):
 
     _, out = tf.while_loop(lambda k, _: k < count, body,
                            (0, tf.TensorArray(tf.float32, count)))
-    frames = batch_major(out.stack())
-    shape = tf.shape(frames)
-    return tf.reshape(frames, [shape[0], -1, model.keys])
+    return joined(out, model.keys)
 
 
 def form_letters(form, count):
@@ -365,6 +367,4 @@ def generate_wgan(model, num_steps, form, temperature, threshold, seed):
 
     _, out = tf.while_loop(lambda k, _: k < count, body,
                            (0, tf.TensorArray(tf.float32, count)))
-    frames = batch_major(out.stack())
-    shape = tf.shape(frames)
-    return tf.reshape(frames, [shape[0], -1, model.keys])[:, :steps]
+    return joined(out, model.keys)[:, :steps]

@@ -25,7 +25,7 @@ from preprocessing import requests
 from preprocessing.dataset import Settings, cache_root, read_cached, split_of
 from preprocessing.piece import InputError, Piece
 from preprocessing.readers import ReadOptions, expand_inputs
-from trainer.generate import read_metadata, resolve
+from trainer.generate import call, read_metadata, resolve
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SPLITS = ("all", "train", "validation", "test")
@@ -108,14 +108,12 @@ def likelihood(signatures, meta: dict, pieces: list[Piece]) -> dict:
 def generate_samples(signatures, meta: dict, primers: list[Piece], count: int, steps: int,
                      seed: int) -> list[Piece]:
     """`count` continuations (primer excluded), primed from the held-out pieces in turn."""
-    import tensorflow as tf
-
     out = []
     for i in range(count):
         primer = primers[i % len(primers)]
         steps_in = requests.primer_steps(primer, meta)
         inputs = requests.generate_inputs(steps_in, meta, steps, seed=seed + i)
-        result = signatures["generate"](**{k: tf.constant(v) for k, v in inputs.items()})
+        result = call(signatures["generate"], inputs)
         piece, primer_end = requests.to_piece(steps_in, result, meta, accompany=False)
         keep = piece.start >= primer_end
         out.append(Piece(f"sample_{i}", "", piece.pitch[keep], piece.start[keep] - primer_end,

@@ -43,10 +43,19 @@ def read_metadata(loaded) -> dict:
 
 
 def read_metadata_of(signatures) -> dict:
+    return requests.metadata_from_outputs(call(signatures["metadata"],
+                                               requests.METADATA_REQUEST))
+
+
+def call(signature, inputs: dict):
+    """Runs a loaded signature on NumPy inputs; a rejected request is an InputError with the
+    signature's own one-line message."""
     import tensorflow as tf
 
-    inputs = {k: tf.constant(v) for k, v in requests.METADATA_REQUEST.items()}
-    return requests.metadata_from_outputs(signatures["metadata"](**inputs))
+    try:
+        return signature(**{k: tf.constant(v) for k, v in inputs.items()})
+    except tf.errors.InvalidArgumentError as exc:
+        raise InputError(requests.error_message(exc.message)) from None
 
 
 def main(argv=None) -> int:
@@ -82,18 +91,13 @@ def main(argv=None) -> int:
             inputs = requests.generate_inputs(primer, meta, args.steps, args.temperature,
                                               args.top_k, args.seed, args.threshold, args.key,
                                               args.density, args.form)
-        try:
-            outputs = loaded.signatures[signature](**{k: tf.constant(v)
-                                                      for k, v in inputs.items()})
-        except tf.errors.InvalidArgumentError as exc:
-            raise InputError(requests.error_message(exc.message)) from None
+        outputs = call(loaded.signatures[signature], inputs)
         result, primer_end = requests.to_piece(primer, outputs, meta, piece.qpm)
         if args.refine:
             refiner = tf.saved_model.load(str(resolve(args.refine))).signatures
             refine_meta = read_metadata_of(refiner)
             inputs, rows = requests.refine_inputs(result, refine_meta)
-            refined = refiner["refine"](**{k: tf.constant(v) for k, v in inputs.items()})
-            result = requests.refined(result, rows, refined, refine_meta)
+            result = requests.refined(result, rows, call(refiner["refine"], inputs), refine_meta)
         write_midi(result, args.out)
         written = [args.out]
         if args.png:

@@ -28,6 +28,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--augment", type=int, default=0, metavar="N",
                         help="add ±1..N semitone transpositions of training pieces")
     parser.add_argument("--tracks", default="non-drum", help="non-drum, all, or indices: 0,2")
+    limits = ReadOptions()
+    parser.add_argument("--max-file-bytes", type=_positive, default=limits.max_bytes,
+                        help="skip larger files unread")
+    parser.add_argument("--max-notes", type=_positive, default=limits.max_notes,
+                        help="skip pieces with more notes")
+    parser.add_argument("--max-quarters", type=_positive, default=int(limits.max_quarters),
+                        help="skip pieces longer than this many quarter notes")
     parser.add_argument("--validation", type=float, default=0.1)
     parser.add_argument("--test", type=float, default=0.1)
     parser.add_argument("--limit", type=int, help="use only the first N files")
@@ -37,6 +44,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -44,7 +57,8 @@ def main(argv=None) -> int:
             representation=args.representation, steps_per_quarter=args.steps_per_quarter,
             encoding=args.encoding, max_duration=args.max_duration, max_shift=args.max_shift,
             to_c=args.to_c, augment=args.augment, validation=args.validation, test=args.test,
-            read=ReadOptions(tracks=args.tracks))
+            read=ReadOptions(tracks=args.tracks, max_bytes=args.max_file_bytes,
+                             max_notes=args.max_notes, max_quarters=float(args.max_quarters)))
         summary = build(args.input, args.out, settings, limit=args.limit, workers=args.workers,
                         cache_dir=args.cache_dir or None)
     except InputError as exc:

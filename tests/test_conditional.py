@@ -499,9 +499,9 @@ def test_the_density_error_line_is_the_signatures_own_words(zoo):
 
 def test_key_and_density_need_one_value_per_row(zoo):
     t = zoo("lstm", "notes")
-    with pytest.raises(tf.errors.InvalidArgumentError, match="key: one per row"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="key: one value per row"):
         t.generate([t.primer(0)], 3, [1], keys=["C", "D"])
-    with pytest.raises(tf.errors.InvalidArgumentError, match="density: one per row"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="density: one value per row"):
         t.generate([t.primer(0)], 3, [1], density=[0.1, 0.2])
 
 

@@ -581,10 +581,14 @@ def test_models_config_lists_every_exported_model(zoo):
 
 NOTES_OK = ["C4|2|2", "E4|2|2", "G4|4|4"]
 
+TEMPERATURE_RANGE = r"temperature must be a number in \(0, 10\]"
 NOTES_ERRORS = {
     "num_steps 0": (dict(num_steps=[0]), r"num_steps must be >= 1"),
     "num_steps above max_steps": (dict(num_steps=[4097]), r"num_steps must be <= 4096"),
-    "temperature 0": (dict(temperature=[0.0]), r"temperature must be > 0"),
+    "temperature 0": (dict(temperature=[0.0]), TEMPERATURE_RANGE),
+    "temperature inf": (dict(temperature=[np.inf]), r"temperature: every value must be finite"),
+    "temperature NaN": (dict(temperature=[np.nan]), r"temperature: every value must be finite"),
+    "temperature 1e30": (dict(temperature=[1e30]), TEMPERATURE_RANGE),
     "negative top_k": (dict(top_k=[-1]), r"top_k must be >= 0"),
     "an empty primer row": (dict(primer=[NOTES_OK, ["", "", ""]], num_steps=[3, 3],
                                  temperature=[1.0, 1.0], top_k=[0, 0], seed=[1, 2]),
@@ -595,10 +599,10 @@ NOTES_ERRORS = {
     "C4": (dict(primer=[["C4", "E4|2|2"]]), r"primer: every event is TOKEN\|DURATION\|SHIFT"),
     "C4|x|1": (dict(primer=[["C4|x|1"]]), r"primer: DURATION and SHIFT are whole numbers"),
     "C4|-1|1": (dict(primer=[["C4|-1|1"]]), r"primer: DURATION and SHIFT are whole numbers"),
-    "num_steps per row": (dict(num_steps=[3, 3]), r"num_steps: one value per primer row"),
+    "num_steps per row": (dict(num_steps=[3, 3]), r"num_steps: one value per row"),
     "temperature per row": (dict(temperature=[1.0, 1.0]), r"temperature: one value per row"),
-    "top_k per row": (dict(top_k=[0, 0]), r"top_k: one per row"),
-    "seed per row": (dict(seed=[1, 2]), r"seed: one per row"),
+    "top_k per row": (dict(top_k=[0, 0]), r"top_k: one value per row"),
+    "seed per row": (dict(seed=[1, 2]), r"seed: one value per row"),
 }
 
 
@@ -633,11 +637,17 @@ def test_unknown_primer_tokens_are_the_oov_token(zoo):
 ROLL_ERRORS = {
     "num_steps 0": (dict(num_steps=[0]), r"num_steps must be >= 1"),
     "num_steps above max_steps": (dict(num_steps=[4097]), r"num_steps must be <= 4096"),
-    "temperature 0": (dict(temperature=[0.0]), r"temperature must be > 0"),
+    "temperature 0": (dict(temperature=[0.0]), TEMPERATURE_RANGE),
+    "temperature 11": (dict(temperature=[11.0]), TEMPERATURE_RANGE),
+    "temperature NaN": (dict(temperature=[np.nan]), r"temperature: every value must be finite"),
+    "threshold above 1": (dict(threshold=[1.5]), r"threshold must be a number in \[0, 1\]"),
+    "threshold -inf": (dict(threshold=[-np.inf]), r"threshold: every value must be finite"),
+    "a NaN in the primer": (dict(primer=np.full((1, 4, 88), np.nan, np.float32)),
+                            r"primer: every value must be finite"),
     "an empty primer": (dict(primer=np.zeros((1, 0, 88), np.float32)), r"primer is empty"),
-    "num_steps per row": (dict(num_steps=[3, 3]), r"num_steps: one value per primer row"),
-    "seed per row": (dict(seed=[1, 2]), r"seed: one per row"),
-    "threshold per row": (dict(threshold=[0.0, 0.0]), r"threshold: one per row"),
+    "num_steps per row": (dict(num_steps=[3, 3]), r"num_steps: one value per row"),
+    "seed per row": (dict(seed=[1, 2]), r"seed: one value per row"),
+    "threshold per row": (dict(threshold=[0.0, 0.0]), r"threshold: one value per row"),
 }
 
 
@@ -659,8 +669,8 @@ BARS_ERRORS = {
     "num_bars 0": (dict(num_bars=[0]), r"num_bars must be >= 1"),
     "num_bars above max_steps": (dict(num_bars=[4097]), r"num_bars must be <= 4096"),
     "no chords": (dict(chords=np.zeros((1, 0, 13), np.float32)), r"chords is empty"),
-    "num_bars per row": (dict(num_bars=[2, 2]), r"num_bars: one value per primer row"),
-    "seed per row": (dict(seed=[1, 2]), r"seed: one per row"),
+    "num_bars per row": (dict(num_bars=[2, 2]), r"num_bars: one value per row"),
+    "seed per row": (dict(seed=[1, 2]), r"seed: one value per row"),
 }
 
 

@@ -594,11 +594,11 @@ GRPC_BAD = {
     "num_steps zero": ("roll", {}, _set("num_steps", np.asarray([0], np.int32)),
                        "INVALID_ARGUMENT", ["num_steps must be >= 1"]),
     "two num_steps for one row": ("notes", {}, _set("num_steps", np.asarray([4, 4], np.int32)),
-                                  "INVALID_ARGUMENT", ["num_steps: one value per primer row"]),
+                                  "INVALID_ARGUMENT", ["num_steps: one value per row"]),
     "temperature zero": ("notes", {}, _set("temperature", np.asarray([0.0], np.float32)),
-                         "INVALID_ARGUMENT", ["temperature must be > 0"]),
+                         "INVALID_ARGUMENT", ["temperature must be a number in (0, 10]"]),
     "temperature negative": ("roll", {}, _set("temperature", np.asarray([-1.0], np.float32)),
-                             "INVALID_ARGUMENT", ["temperature must be > 0"]),
+                             "INVALID_ARGUMENT", ["temperature must be a number in (0, 10]"]),
     "primer event without a shift": ("notes", {}, _set("primer", np.asarray([["C4|4"]], object)),
                                      "INVALID_ARGUMENT",
                                      ["primer: every event is TOKEN|DURATION|SHIFT"]),
@@ -650,7 +650,8 @@ def test_grpc_bad_metadata_and_status_requests(server, stub, status_stub, good):
 def test_grpc_client_errors_carry_code_and_message(grpc_client, primer_piece):
     with pytest.raises(ClientError, match=r"^NOT_FOUND: no model 'nope'"):
         grpc_client.status("nope")
-    with pytest.raises(ClientError, match=r"^INVALID_ARGUMENT: temperature must be > 0"):
+    with pytest.raises(ClientError,
+                       match=r"^INVALID_ARGUMENT: temperature must be a number in \(0, 10\]"):
         grpc_client.generate("notes", primer_piece, 4, temperature=-1.0)
 
 
@@ -735,7 +736,7 @@ REST_BAD = {
                                [f"num_steps must be <= {MAX_STEPS}"]),
     "temperature zero": ("POST", "/v1/models/roll:predict",
                          _body(lambda i: {**i, "temperature": [0.0]}, name="roll"), 400,
-                         ["temperature must be > 0"]),
+                         ["temperature must be a number in (0, 10]"]),
     "malformed primer event": ("POST", "/v1/models/notes:predict",
                                _body(lambda i: {**i, "primer": [["C4|4", "E4|2|2"]]}), 400,
                                ["primer: every event is TOKEN|DURATION|SHIFT"]),

@@ -30,7 +30,7 @@ from preprocessing.notes import Vocabulary, token_pitches
 from preprocessing.readers import SUFFIXES, content_digest, read_file
 from tests.conftest import BAD_INPUTS, two_voices, write_midi_file
 from trainer import data as data_lib
-from trainer import losses, metrics, sampling, task
+from trainer import callbacks, losses, metrics, sampling, task
 from trainer.config import Config, parse_hparams
 from trainer.models import MODELS, seq2seq
 
@@ -705,6 +705,125 @@ def test_a_killed_job_resumes_where_it_stopped(corpus, tmp_path):
     assert float(resumed["loss"]) < float(rows[0]["loss"])
     assert (job / "model.keras").is_file()
     assert not (job / "backup").exists()  # removed once training finished
+
+
+class _Killed(Exception):
+    """Stands in for a kill: raised from a callback, it ends fit() without on_train_end."""
+
+
+class _KillAfter(keras.callbacks.Callback):
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs, self.seen = epochs, []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.seen.append(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise _Killed
+
+
+def _fit_with_backup(backup: Path, epochs: int, kill_after: int | None = None) -> list[int]:
+    """Fits a tiny model with the job's backup callback; returns the epochs it ran."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    recorder = _KillAfter(kill_after or epochs + 1)
+    try:
+        model.fit(x, x[:, :1], epochs=epochs, verbose=0,
+                  callbacks=[callbacks.AtomicBackupAndRestore(str(backup)), recorder])
+    except _Killed:
+        pass
+    return recorder.seen
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage", ["newest weights", "all weights", "all metadata"])
+def test_a_corrupt_backup_resumes_from_the_last_good_one_or_starts_over(tmp_path, capsys, damage):
+    # BUG (issue 11): a truncated backup/latest.weights.h5 or training_metadata.json made every
+    # rerun die with a raw h5py / JSON traceback until the user deleted backup/
+    backup = tmp_path / "backup"
+    assert _fit_with_backup(backup, epochs=6, kill_after=3) == [0, 1, 2]
+    weights = sorted(backup.rglob("*.h5"))
+    metadata = sorted(backup.rglob("*.json"))
+    assert weights and metadata
+    if damage == "newest weights":
+        _truncate(weights[-1])
+    else:
+        for path in weights if damage == "all weights" else metadata:
+            _truncate(path)
+    capsys.readouterr()
+    seen = _fit_with_backup(backup, epochs=6)
+    err = capsys.readouterr().err
+    if damage == "newest weights":
+        assert seen == [2, 3, 4, 5]  # from epoch 2's backup, the one before the damaged one
+        assert "resuming after epoch 2" in err
+    else:
+        assert seen == list(range(6))
+        assert "no readable backup; training starts over from epoch 1" in err
+    assert "unreadable" in err and all(len(line) < 400 for line in err.splitlines())
+    assert not backup.exists()  # a finished run removes its backup
+
+
+def test_weights_and_epoch_of_a_backup_are_one_atomic_unit(tmp_path, monkeypatch, capsys):
+    # BUG (issue 11): weights and metadata were replaced one after the other, so a kill between
+    # the two paired new weights with the old epoch
+    backup = tmp_path / "backup"
+    _fit_with_backup(backup, epochs=6, kill_after=2)
+    rename = os.rename
+
+    def killed_before_publishing(src, dst):
+        if ".writing-" in str(src):
+            raise _Killed
+        return rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", killed_before_publishing)
+    assert _fit_with_backup(backup, epochs=6) == [2]  # killed while saving epoch 3's backup
+    monkeypatch.setattr(os, "rename", rename)
+    assert list(backup.glob(".writing-*"))  # the kill's leftovers
+    capsys.readouterr()
+    assert _fit_with_backup(backup, epochs=6) == [2, 3, 4, 5]
+    assert "resuming after epoch 2" in capsys.readouterr().err
+
+
+def test_a_rerun_of_a_finished_job_exports_without_training_again(corpus, tmp_path):
+    # BUG (issue 11): rerunning a finished job trained again from epoch 1 although model.keras
+    # was there; a killed export left .staging-PID folders forever
+    job, saved = tmp_path / "job", tmp_path / "saved"
+    argv = ["--model", "lstm", "--representation", "notes", "--data", corpus, "--epochs", "2",
+            "--seq-len", SEQ_LEN, "--batch-size", "16", "--hparams", hparams_flag("lstm"),
+            "--sample-every", "0", "--job-dir", job, "--export-dir", saved]
+    rc, out, err = run_main(argv)
+    assert rc == 0, err
+    first = json.loads(out.strip().splitlines()[-1])
+    rows = read_csv(job / "metrics.csv")
+    stale = saved / "lstm" / ".staging-999999999"  # a pid no process has
+    stale.mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        busy = saved / "lstm" / f".staging-{live.pid}"
+        busy.mkdir()
+        rc, out, err = run_main(argv)
+        assert busy.exists()  # an export still running elsewhere is left alone
+    finally:
+        live.kill()
+        live.wait()
+    assert rc == 0, err
+    assert "already trained with these settings on this data" in err
+    again = json.loads(out.strip().splitlines()[-1])
+    assert again["loss"] == first["loss"] and again["export"].endswith("/2")
+    assert read_csv(job / "metrics.csv") == rows  # no epoch was trained
+    assert not stale.exists()
+
+    rc, out, err = run_main([*argv[:7], "3", *argv[8:]])  # --epochs 3: another model
+    assert rc == 0, err
+    assert "other settings (epochs); training again from epoch 1" in err
+    assert len(read_csv(job / "metrics.csv")) == 3
 
 
 def test_roll_loss_hparams_are_refused_for_notes_models(tmp_path):

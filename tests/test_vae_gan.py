@@ -400,14 +400,14 @@ def test_interpolate_rows_have_their_own_num_points(vae_job, primers):
 
 INTERPOLATE_ERRORS = {
     "num_points 0": (dict(num_points=[0]), r"num_points must be >= 1"),
-    "num_points per row": (dict(num_points=[3, 3]), r"num_points: one value per primer row"),
+    "num_points per row": (dict(num_points=[3, 3]), r"num_points: one value per row"),
     # points are whole segments: at most max_steps (4096) frames' worth
     "too many points": (dict(num_points=[4096 // SEGMENT + 1]),
                         rf"num_points must be <= {4096 // SEGMENT} \(max_steps / segment\)"),
     "b per row": (dict(b=np.zeros((2, 16, KEYS), np.float32)), r"b: one row per a row"),
     "empty b": (dict(b=np.zeros((1, 0, KEYS), np.float32)), r"b is empty"),
-    "temperature 0": (dict(temperature=[0.0]), r"temperature must be > 0"),
-    "seed per row": (dict(seed=[1, 2]), r"seed: one per row"),
+    "temperature 0": (dict(temperature=[0.0]), r"temperature must be a number in \(0, 10\]"),
+    "seed per row": (dict(seed=[1, 2]), r"seed: one value per row"),
 }
 
 
@@ -671,7 +671,7 @@ def test_forms_of_other_than_capital_letters_are_invalid(gans, form):
 
 def test_form_needs_one_per_row(gans):
     signature = gans("cnn").loaded.signatures["generate"]
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"form: one per row"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"form: one value per row"):
         signature(num_steps=tf.constant([16]), form=tf.constant(["A", "B"]),
                   temperature=tf.constant([1.0]), threshold=tf.constant([0.0]),
                   seed=tf.constant([1], tf.int64))

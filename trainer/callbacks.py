@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import keras
@@ -82,18 +84,62 @@ def _wav_tensor(path: Path):
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore whose files are replaced atomically: a job killed at any moment leaves a
-    whole backup to resume from (Keras writes its weights file in place)."""
+    """BackupAndRestore that survives a kill or a full disk at any moment.
+
+    Each backup is one folder, `backup/epoch-NNNN/` with the weights and the epoch they belong
+    to, written beside and renamed into place, so weights and epoch are one atomic unit. The
+    two newest are kept: a backup that cannot be read is named in one line and the one before
+    it is used, or training starts over, saying so.
+    """
+
+    KEEP = 2
+
+    def _folders(self) -> list[Path]:
+        return sorted(Path(self.backup_dir).glob("epoch-[0-9]*"), reverse=True)
 
     def _save_model(self):
-        os.makedirs(self.backup_dir, exist_ok=True)
-        weights = f"{self._weights_path}.tmp.weights.h5"
-        self.model.save_weights(weights, overwrite=True)
-        metadata = f"{self._training_metadata_path}.tmp"
-        with open(metadata, "w") as f:
-            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
-        os.replace(weights, self._weights_path)
-        os.replace(metadata, self._training_metadata_path)
+        backup = Path(self.backup_dir)
+        backup.mkdir(parents=True, exist_ok=True)
+        target = backup / f"epoch-{self._current_epoch:04d}"
+        writing = backup / f".writing-{os.getpid()}"
+        shutil.rmtree(writing, ignore_errors=True)
+        writing.mkdir()
+        self.model.save_weights(writing / "model.weights.h5", overwrite=True)
+        (writing / "state.json").write_text(json.dumps(
+            {"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+        shutil.rmtree(target, ignore_errors=True)
+        os.rename(writing, target)
+        for old in self._folders()[self.KEEP:]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def on_train_begin(self, logs=None):
+        for stale in Path(self.backup_dir).glob(".writing-*"):  # a killed save's leftovers
+            shutil.rmtree(stale, ignore_errors=True)
+        folders = self._folders()
+        if not folders:
+            return
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        # a file that fails halfway may have set some variables: put them back before going on
+        variables = [*self.model.variables, *(optimizer.variables if optimizer else [])]
+        fresh = [keras.ops.convert_to_numpy(v) for v in variables]
+        for folder in folders:
+            try:
+                epoch = int(json.loads((folder / "state.json").read_text())["epoch"])
+                self.model.load_weights(folder / "model.weights.h5")
+            except Exception as exc:  # h5py, JSON and Keras each raise their own types
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                print(f"warning: backup {folder} is unreadable ({reason}); skipping it",
+                      file=sys.stderr, flush=True)
+                for variable, value in zip(variables, fresh):
+                    variable.assign(value)
+                continue
+            self.model._initial_epoch = epoch
+            print(f"resuming after epoch {epoch} from {folder}", file=sys.stderr, flush=True)
+            return
+        print("warning: no readable backup; training starts over from epoch 1",
+              file=sys.stderr, flush=True)
 
 
 class ResumableCSVLogger(keras.callbacks.CSVLogger):

@@ -34,6 +34,8 @@ Signatures (every input has a leading batch dimension, so TF Serving can batch r
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import shutil
 from pathlib import Path
@@ -50,10 +52,37 @@ from trainer.models.common import input_name
 from trainer.models.vae import kl_per_dimension
 
 DEFAULT_MAX_STEPS = 4096
+MAX_TEMPERATURE = 10.0  # logits / 10 are near uniform already: more is noise, not a choice
+
+
+def _assert_in(values, low, high, name, low_open=False):
+    """InvalidArgument naming `name` unless every value is finite and in [low, high]
+    ((low, high] with `low_open`); NaN fails every comparison, so it fails here too."""
+    above = values > low if low_open else values >= low
+    ok = tf.reduce_all(above & (values <= high))
+    return tf.debugging.assert_equal(ok, True, message=(
+        f"{name} must be a number in {'(' if low_open else '['}{low:g}, {high:g}]"))
 
 
 def _spec(shape, dtype, name):
     return tf.TensorSpec(shape, dtype, name=name)
+
+
+def _signature(method, input_signature):
+    """`tf.function(method)` whose float inputs must be finite: a NaN or inf in a primer, a
+    temperature or a threshold is an InvalidArgument naming the input, not noise."""
+    names = list(inspect.signature(method).parameters)
+
+    @functools.wraps(method)
+    def checked(*args):
+        checks = [tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(value)), True,
+                                            message=f"{name}: every value must be finite")
+                  for name, value in zip(names, args)
+                  if value is not None and value.dtype.is_floating]
+        with tf.control_dependencies(checks):  # defaults (key=None) pass through as they are
+            return method(*[value if value is None else tf.identity(value) for value in args])
+
+    return tf.function(checked, input_signature=input_signature)
 
 
 class Exported(tf.Module):
@@ -125,62 +154,68 @@ class Exported(tf.Module):
 
     def signatures(self) -> dict:
         rep, keys = self.spec.representation, self.spec.keys
-        meta = tf.function(self._metadata, input_signature=[_spec([None], tf.int32, "request")])
+        meta = _signature(self._metadata, input_signature=[_spec([None], tf.int32, "request")])
         if rep == "performance":
-            refine = tf.function(self._refine, input_signature=self._main_specs())
+            refine = _signature(self._refine, input_signature=self._main_specs())
             return {"serving_default": refine, "refine": refine, "metadata": meta}
         method = self._generate_gan if self.family == "wgan_gp" else {
             "notes": self._generate_notes, "pianoroll": self._generate_roll,
             "bars": self._generate_bars}[rep]
-        generate = tf.function(method, input_signature=self._main_specs())
+        generate = _signature(method, input_signature=self._main_specs())
         if rep == "notes":
-            default = tf.function(self._next_notes, input_signature=[
+            default = _signature(self._next_notes, input_signature=[
                 _spec([None, None], tf.string, "context")])
         elif rep == "pianoroll":
-            default = tf.function(self._next_roll, input_signature=[
+            default = _signature(self._next_roll, input_signature=[
                 _spec([None, None, keys], tf.float32, "context")])
         else:
-            default = tf.function(self._next_bar, input_signature=[
+            default = _signature(self._next_bar, input_signature=[
                 _spec([None, 13], tf.float32, "chord"),
                 _spec([None, 16, 128], tf.float32, "previous"), _spec([None], tf.int64, "seed")])
         signatures = {"serving_default": default, "generate": generate, "metadata": meta}
         if self.family == "vae":
-            signatures["serving_default"] = tf.function(self._encode,
+            signatures["serving_default"] = _signature(self._encode,
                                                         input_signature=self._roll_specs("context"))
-            signatures["interpolate"] = tf.function(self._interpolate, input_signature=[
+            signatures["interpolate"] = _signature(self._interpolate, input_signature=[
                 *self._roll_specs("a", "b"), _spec([None], tf.int32, "num_points"),
                 _spec([None], tf.float32, "temperature"), _spec([None], tf.float32, "threshold"),
                 _spec([None], tf.int64, "seed")])
-            signatures["log_likelihood"] = tf.function(self._likelihood_vae,
+            signatures["log_likelihood"] = _signature(self._likelihood_vae,
                                                        input_signature=self._roll_specs("frames"))
         elif self.family == "wgan_gp":
-            signatures["serving_default"] = tf.function(self._from_noise, input_signature=[
+            signatures["serving_default"] = _signature(self._from_noise, input_signature=[
                 _spec([None, self.model.noise], tf.float32, "noise")])
         elif rep == "notes":
-            signatures["log_likelihood"] = tf.function(self._likelihood_notes, input_signature=[
+            signatures["log_likelihood"] = _signature(self._likelihood_notes, input_signature=[
                 _spec([None, None], tf.string, "events")])
         elif self.family == "seq2seq":
-            signatures["log_likelihood"] = tf.function(self._likelihood_seq2seq, input_signature=[
+            signatures["log_likelihood"] = _signature(self._likelihood_seq2seq, input_signature=[
                 _spec([None, None, keys], tf.float32, "encoder"),
                 _spec([None, None, keys], tf.float32, "target")])
         elif rep == "pianoroll":
-            signatures["log_likelihood"] = tf.function(self._likelihood_roll, input_signature=[
+            signatures["log_likelihood"] = _signature(self._likelihood_roll, input_signature=[
                 _spec([None, None, keys], tf.float32, "frames")])
         return signatures
 
     # --- checks shared by the signatures: InvalidArgument with a message naming the input ---
 
-    def _check(self, batch, num_steps, temperature=None, name="num_steps"):
-        checks = [tf.debugging.assert_equal(tf.shape(num_steps)[0], batch,
-                                            message=f"{name}: one value per primer row"),
-                  tf.debugging.assert_greater(num_steps, 0, message=f"{name} must be >= 1"),
-                  tf.debugging.assert_less_equal(
-                      num_steps, self.max_steps, message=f"{name} must be <= {self.max_steps}")]
+    def _check(self, batch, num_steps, name="num_steps", *, temperature=None, threshold=None,
+               seed=None):
+        """The checks every generating signature shares: one value per row, counts in range,
+        temperature and threshold in range (1e30 would sample noise)."""
+        per_row = {name: num_steps, "temperature": temperature, "threshold": threshold,
+                   "seed": seed}
+        checks = [tf.debugging.assert_equal(tf.shape(value)[0], batch,
+                                            message=f"{key}: one value per row")
+                  for key, value in per_row.items() if value is not None]
+        checks += [tf.debugging.assert_greater(num_steps, 0, message=f"{name} must be >= 1"),
+                   tf.debugging.assert_less_equal(
+                       num_steps, self.max_steps, message=f"{name} must be <= {self.max_steps}")]
         if temperature is not None:
-            checks += [tf.debugging.assert_equal(tf.shape(temperature)[0], batch,
-                                                 message="temperature: one value per row"),
-                       tf.debugging.assert_greater(temperature, 0.0,
-                                                   message="temperature must be > 0")]
+            checks.append(_assert_in(temperature, 0.0, MAX_TEMPERATURE, "temperature",
+                                     low_open=True))
+        if threshold is not None:
+            checks.append(_assert_in(threshold, 0.0, 1.0, "threshold"))
         return checks
 
     # --- conditions (conditional models) ---
@@ -199,9 +234,10 @@ class Exported(tf.Module):
         batch = tf.shape(condition)[0]
         index = tf.where(key == "", -1, self.keys.lookup(key))
         with tf.control_dependencies([
-                tf.debugging.assert_equal(tf.shape(key)[0], batch, message="key: one per row"),
+                tf.debugging.assert_equal(tf.shape(key)[0], batch,
+                                          message="key: one value per row"),
                 tf.debugging.assert_equal(tf.shape(density)[0], batch,
-                                          message="density: one per row"),
+                                          message="density: one value per row"),
                 tf.debugging.assert_greater_equal(index, -1, message=(
                     "key: unknown; use C, C#, Db, ..., B for major and Cm, ..., Bm for minor")),
                 tf.debugging.assert_less_equal(density, 1.0, message=(
@@ -245,12 +281,13 @@ class Exported(tf.Module):
         ids, valid = self._parse(primer)
         condition = self._conditioned(self._condition(ids, valid, primer), key, density) \
             if self.conditional else None
-        with tf.control_dependencies(self._check(batch, num_steps, temperature) + [
+        with tf.control_dependencies(self._check(batch, num_steps, temperature=temperature,
+                                                 seed=seed) + [
                 tf.debugging.assert_equal(tf.reduce_all(tf.reduce_any(valid, axis=1)), True,
                                           message="primer: every row needs an event"),
-                tf.debugging.assert_equal(tf.shape(top_k)[0], batch, message="top_k: one per row"),
-                tf.debugging.assert_non_negative(top_k, message="top_k must be >= 0"),
-                tf.debugging.assert_equal(tf.shape(seed)[0], batch, message="seed: one per row")]):
+                tf.debugging.assert_equal(tf.shape(top_k)[0], batch,
+                                          message="top_k: one value per row"),
+                tf.debugging.assert_non_negative(top_k, message="top_k must be >= 0")]):
             events = decoders.generate_next_step(self.decoder, self.spec, ids, valid, num_steps,
                                                  temperature, top_k, tf.zeros_like(temperature),
                                                  seed, condition)
@@ -322,11 +359,9 @@ class Exported(tf.Module):
         batch = tf.shape(primer)[0]
         condition = self._conditioned(self._condition(primer), key, density) \
             if self.conditional else None
-        with tf.control_dependencies(self._check(batch, num_steps, temperature) + [
-                tf.debugging.assert_greater(tf.shape(primer)[1], 0, message="primer is empty"),
-                tf.debugging.assert_equal(tf.shape(seed)[0], batch, message="seed: one per row"),
-                tf.debugging.assert_equal(tf.shape(threshold)[0], batch,
-                                          message="threshold: one per row")]):
+        with tf.control_dependencies(self._check(
+                batch, num_steps, temperature=temperature, threshold=threshold, seed=seed) + [
+                tf.debugging.assert_greater(tf.shape(primer)[1], 0, message="primer is empty")]):
             if self.family == "seq2seq":
                 frames = decoders.generate_seq2seq(self.model, self.spec, primer, num_steps,
                                                    temperature, threshold, seed)
@@ -363,15 +398,14 @@ class Exported(tf.Module):
     def _interpolate(self, a, b, num_points, temperature, threshold, seed):
         batch = tf.shape(a)[0]
         most = max(1, self.max_steps // self.model.segment)  # points are whole segments
-        with tf.control_dependencies(self._check(batch, num_points, temperature, "num_points") + [
+        with tf.control_dependencies(self._check(
+                batch, num_points, "num_points", temperature=temperature, threshold=threshold,
+                seed=seed) + [
                 tf.debugging.assert_less_equal(num_points, most, message=(
                     f"num_points must be <= {most} (max_steps / segment)")),
                 tf.debugging.assert_equal(tf.shape(b)[0], batch, message="b: one row per a row"),
                 tf.debugging.assert_greater(tf.shape(a)[1], 0, message="a is empty"),
-                tf.debugging.assert_greater(tf.shape(b)[1], 0, message="b is empty"),
-                tf.debugging.assert_equal(tf.shape(seed)[0], batch, message="seed: one per row"),
-                tf.debugging.assert_equal(tf.shape(threshold)[0], batch,
-                                          message="threshold: one per row")]):
+                tf.debugging.assert_greater(tf.shape(b)[1], 0, message="b is empty")]):
             frames = decoders.interpolate_vae(self.model, a, b, num_points, temperature,
                                               threshold, seed)
         return {"frames": frames}
@@ -400,13 +434,12 @@ class Exported(tf.Module):
     def _generate_gan(self, num_steps, form, temperature, threshold, seed):
         batch = tf.shape(num_steps)[0]
         letters = tf.strings.regex_full_match(form, "[A-Z]*")
-        with tf.control_dependencies(self._check(batch, num_steps, temperature) + [
-                tf.debugging.assert_equal(tf.shape(form)[0], batch, message="form: one per row"),
+        with tf.control_dependencies(self._check(batch, num_steps, temperature=temperature,
+                                                 threshold=threshold, seed=seed) + [
+                tf.debugging.assert_equal(tf.shape(form)[0], batch,
+                                          message="form: one value per row"),
                 tf.debugging.assert_equal(tf.reduce_all(letters), True, message=(
-                    "form: capital letters A-Z, one per segment, e.g. ABCAB")),
-                tf.debugging.assert_equal(tf.shape(seed)[0], batch, message="seed: one per row"),
-                tf.debugging.assert_equal(tf.shape(threshold)[0], batch,
-                                          message="threshold: one per row")]):
+                    "form: capital letters A-Z, one per segment, e.g. ABCAB"))]):
             frames = decoders.generate_wgan(self.model, num_steps, form, temperature,
                                             threshold, seed)
         keep = tf.range(tf.shape(frames)[1])[None] < num_steps[:, None]
@@ -440,9 +473,8 @@ class Exported(tf.Module):
 
     def _generate_bars(self, chords, num_bars, seed):
         batch = tf.shape(chords)[0]
-        with tf.control_dependencies(self._check(batch, num_bars, name="num_bars") + [
-                tf.debugging.assert_greater(tf.shape(chords)[1], 0, message="chords is empty"),
-                tf.debugging.assert_equal(tf.shape(seed)[0], batch, message="seed: one per row")]):
+        with tf.control_dependencies(self._check(batch, num_bars, "num_bars", seed=seed) + [
+                tf.debugging.assert_greater(tf.shape(chords)[1], 0, message="chords is empty")]):
             bars = decoders.generate_midinet(self.model, chords, num_bars, seed)
         keep = tf.range(tf.shape(bars)[1])[None] < num_bars[:, None]
         return {"bars": bars * tf.cast(keep, tf.float32)[..., None, None]}
@@ -479,6 +511,7 @@ def export(model, family: str, spec: DataSpec, window: int, export_dir: str | Pa
     base = Path(export_dir) / (name or family)
     base.mkdir(parents=True, exist_ok=True)
     module = Exported(model, family, spec, window, vocab, max_steps, conditions)
+    _remove_stale_staging(base)
     staging = base / f".staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     tf.saved_model.save(module, str(staging), signatures=module.signatures())
@@ -487,6 +520,24 @@ def export(model, family: str, spec: DataSpec, window: int, export_dir: str | Pa
     os.rename(staging, target)
     write_models_config(export_dir)
     return target
+
+
+def _remove_stale_staging(base: Path) -> None:
+    """Removes `.staging-PID` folders of exports whose process is gone (killed mid-export)."""
+    for folder in base.glob(".staging-*"):
+        pid = folder.name.removeprefix(".staging-")
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_models_config(export_dir: str | Path) -> Path:

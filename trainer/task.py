@@ -1,12 +1,14 @@
 """`python -m trainer.task --model NAME`: preprocess, train with TensorBoard and checkpoints, save.
 
 Job folder (--job-dir, default jobs/NAME): config.json, checkpoints/, backup/ (resume after an
-interruption: rerun the same command), logs/ (TensorBoard), samples/, metrics.csv, model.keras.
+interruption: rerun the same command), logs/ (TensorBoard), samples/, metrics.csv, model.keras,
+finished.json (a rerun of a finished job with the same settings and data only exports again).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -95,13 +97,56 @@ def train_and_evaluate(config: Config) -> dict:
         from trainer import distributed
 
         job = distributed.job_dir_for(job)
+    vocab = Vocabulary.load(folder / "vocab.json") if spec.representation == "notes" else None
+    run = _run_key(config, folder)
+    if config.strategy != "multiworker" and _finished(job, run):
+        print(f"{job}: already trained with these settings on this data; exporting its "
+              "model.keras (delete the job folder to train again)", file=sys.stderr, flush=True)
+        model = keras.saving.load_model(job / "model.keras",
+                                        custom_objects=MODELS[config.model].custom_objects)
+        finished = json.loads((job / FINISHED).read_text())["metrics"]
+        return {**finished, **training.export_model(config, spec, model, vocab, train[0])}
     job.mkdir(parents=True, exist_ok=True)
+    (job / FINISHED).unlink(missing_ok=True)
     config.save(job / "config.json")
     (job / "data").unlink(missing_ok=True)
     (job / "data").symlink_to(folder.resolve(), target_is_directory=True)
     keras.utils.set_random_seed(config.seed)
-    vocab = Vocabulary.load(folder / "vocab.json") if spec.representation == "notes" else None
-    return training.fit(config, spec, job, train, val, vocab)
+    metrics = training.fit(config, spec, job, train, val, vocab)
+    done = {"run": run, "metrics": {k: v for k, v in metrics.items() if k != "export"}}
+    tmp = job / f"{FINISHED}.tmp"
+    tmp.write_text(json.dumps(done, indent=1))
+    os.replace(tmp, job / FINISHED)
+    return metrics
+
+
+FINISHED = "finished.json"  # written last: the job's model.keras is complete
+# flags that change where a model goes, not what is trained
+NOT_TRAINING = ("job_dir", "export_dir", "export_name")
+
+
+def _run_key(config: Config, folder: Path) -> dict:
+    """What decides a trained model: the training settings and the encoded data's content."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_TRAINING}
+    data = hashlib.sha256((folder / "meta.json").read_bytes()).hexdigest()
+    return json.loads(json.dumps({"config": settings, "data": data}))  # tuples as lists
+
+
+def _finished(job: Path, run: dict) -> bool:
+    """Whether `job` holds a finished run of `run`; says so when it holds another one."""
+    try:
+        done = json.loads((job / FINISHED).read_text())
+    except (OSError, ValueError):
+        return False
+    if done.get("run") == run and (job / "model.keras").is_file():
+        return True
+    old = done.get("run", {}).get("config", {})
+    changed = [k for k in run["config"] if old.get(k) != run["config"][k]]
+    if done.get("run", {}).get("data") != run["data"]:
+        changed.append("data")
+    print(f"{job}: holds a finished run with other settings ({', '.join(changed) or 'model'}); "
+          "training again from epoch 1", file=sys.stderr, flush=True)
+    return False
 
 
 def main(argv=None) -> int:

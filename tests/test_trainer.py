@@ -29,8 +29,8 @@ from preprocessing.dataset import Settings, split_of
 from preprocessing.notes import Vocabulary, token_pitches
 from preprocessing.readers import SUFFIXES, content_digest, read_file
 from tests.conftest import BAD_INPUTS, two_voices, write_midi_file
-from trainer import data as data_lib
 from trainer import callbacks, losses, metrics, sampling, task
+from trainer import data as data_lib
 from trainer.config import Config, parse_hparams
 from trainer.models import MODELS, seq2seq
 

@@ -35,6 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="skip pieces with more notes")
     parser.add_argument("--max-quarters", type=_positive, default=int(limits.max_quarters),
                         help="skip pieces longer than this many quarter notes")
+    parser.add_argument("--max-parse-seconds", type=_positive, default=int(limits.max_seconds),
+                        help="skip notation files (MusicXML, ABC, kern) that take longer")
     parser.add_argument("--validation", type=float, default=0.1)
     parser.add_argument("--test", type=float, default=0.1)
     parser.add_argument("--limit", type=int, help="use only the first N files")
@@ -58,7 +60,8 @@ def main(argv=None) -> int:
             encoding=args.encoding, max_duration=args.max_duration, max_shift=args.max_shift,
             to_c=args.to_c, augment=args.augment, validation=args.validation, test=args.test,
             read=ReadOptions(tracks=args.tracks, max_bytes=args.max_file_bytes,
-                             max_notes=args.max_notes, max_quarters=float(args.max_quarters)))
+                             max_notes=args.max_notes, max_quarters=float(args.max_quarters),
+                             max_seconds=float(args.max_parse_seconds)))
         summary = build(args.input, args.out, settings, limit=args.limit, workers=args.workers,
                         cache_dir=args.cache_dir or None)
     except InputError as exc:

@@ -15,6 +15,7 @@ import functools
 import numpy as np
 
 from preprocessing.piece import Piece, from_notes
+from preprocessing.readers import MIN_BAR
 
 STEPS_PER_BAR = 16
 CHORD_DIM = 13
@@ -23,16 +24,18 @@ PITCHES = 128
 
 def bar_bounds(piece: Piece) -> np.ndarray:
     """Start of every bar plus the end of the last one: the piece's bar lines up to its end,
-    continued at the last bar's length (4 beats when one bar line is known)."""
+    continued at the last bar's length (4 beats when one bar line is known; at least `MIN_BAR`,
+    so a piece within the readers' limits gets at most `end / MIN_BAR` more bars)."""
     lines = np.unique(np.asarray(piece.bar_starts, np.float64))
-    starts = [float(b) for b in lines if b < piece.end] or [0.0]
+    starts = lines[lines < piece.end]
+    if not len(starts):
+        starts = np.zeros(1)
     after = lines[(lines > starts[-1]) & (lines >= piece.end)]
     if len(after):
-        return np.asarray([*starts, float(after[0])])
-    length = starts[-1] - starts[-2] if len(starts) > 1 else 4.0
-    while starts[-1] + length < piece.end:
-        starts.append(starts[-1] + length)
-    return np.asarray([*starts, starts[-1] + length])
+        return np.append(starts, after[0])
+    length = max(starts[-1] - starts[-2], MIN_BAR) if len(starts) > 1 else 4.0
+    more = max(int(np.ceil((piece.end - starts[-1]) / length)), 1)
+    return np.append(starts[:-1], starts[-1] + length * np.arange(more + 1))
 
 
 def piece_to_bars(piece: Piece) -> dict[str, np.ndarray]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import hashlib
 import os
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,8 @@ MIDI_SUFFIXES = (".mid", ".midi")
 NOTATION_SUFFIXES = (".xml", ".mxl", ".musicxml", ".abc", ".krn")
 SUFFIXES = MIDI_SUFFIXES + NOTATION_SUFFIXES
 CORPUS_PREFIX = "corpus:"
+# the shortest bar in quarter notes (a 1/32 bar): caps the bar lines at 8 per quarter note
+MIN_BAR = 0.125
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,12 +32,15 @@ class ReadOptions:
         max_bytes: larger files are skipped unread.
         max_notes: pieces with more notes are skipped.
         max_quarters: pieces longer than this many quarter notes are skipped.
+        max_seconds: notation files that music21 takes longer to parse are skipped (enforced
+            with SIGALRM, so only in the main thread on Unix, and when no other timer is set).
     """
 
     tracks: str = "non-drum"
     max_bytes: int = 32 * 2**20
     max_notes: int = 100_000
     max_quarters: float = 20_000.0
+    max_seconds: float = 300.0
 
     def __post_init__(self):
         if self.tracks not in ("non-drum", "all"):
@@ -143,11 +151,25 @@ def content_digest(data: bytes) -> str:
 def _check(piece: Piece, options: ReadOptions) -> None:
     if len(piece) == 0:
         raise InputError(f"{piece.name}: no notes in the selected tracks")
-    if len(piece) > options.max_notes:
-        raise InputError(f"{piece.name}: too long ({len(piece)} notes > {options.max_notes})")
-    if piece.end > options.max_quarters:
-        raise InputError(f"{piece.name}: too long ({piece.end:.0f} quarter notes > "
+    _check_size(piece.name, len(piece), piece.end, options)
+    limit = options.max_quarters / MIN_BAR + 1
+    if len(piece.bar_starts) > limit:
+        raise InputError(f"{piece.name}: too many bar lines ({len(piece.bar_starts)} > "
+                         f"{limit:.0f})")
+
+
+def _check_size(name: str, notes: int, end: float, options: ReadOptions) -> None:
+    if notes > options.max_notes:
+        raise InputError(f"{name}: too long ({notes} notes > {options.max_notes})")
+    if not np.isfinite(end) or end > options.max_quarters:
+        raise InputError(f"{name}: too long ({end:.0f} quarter notes > "
                          f"{options.max_quarters:.0f})")
+
+
+def _tempo(qpm) -> float:
+    """A usable tempo: 120 where the file gives none, zero or an infinite one."""
+    qpm = float(qpm or 0.0)
+    return qpm if 0 < qpm < np.inf else 120.0
 
 
 def _selected(index: int, is_drum: bool, options: ReadOptions) -> bool:
@@ -165,6 +187,8 @@ def _read_midi(path: Path, data: bytes, digest: str, options: ReadOptions) -> Pi
     except Exception as exc:  # symusic raises RuntimeError with the parser's reason
         reason = str(exc).split("\n")[0].replace("MiniMidi: ", "").replace(": iostream error", "")
         raise InputError(f"{path}: not a readable MIDI file ({reason})") from None
+    if score.ticks_per_quarter <= 0:  # symusic divides by it: NaN times
+        raise InputError(f"{path}: not a readable MIDI file (0 ticks per quarter note)")
     tracks = [t for i, t in enumerate(score.tracks) if _selected(i, t.is_drum, options)]
     if not tracks and any(t.is_drum and len(t.notes) for t in score.tracks):
         raise InputError(f"{path}: drum tracks only")
@@ -173,26 +197,92 @@ def _read_midi(path: Path, data: bytes, digest: str, options: ReadOptions) -> Pi
         raise InputError(f"{path}: no notes in the selected tracks")
     notes = {k: np.concatenate([c[k] for c in columns]) for k in ("pitch", "time", "duration",
                                                                   "velocity")}
-    qpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
+    end = float((notes["time"].astype(np.float64) + notes["duration"]).max())
+    # before the bar lines, whose number follows the length the file claims
+    _check_size(str(path), len(notes["pitch"]), end, options)
     return Piece(name=str(path), digest=digest, pitch=notes["pitch"], start=notes["time"],
                  duration=notes["duration"], velocity=notes["velocity"],
-                 bar_starts=downbeats(score.time_signatures,
-                                      float((notes["time"] + notes["duration"]).max())),
-                 qpm=qpm)
+                 bar_starts=downbeats(score.time_signatures, end, str(path)),
+                 qpm=_tempo(score.tempos[0].qpm if len(score.tempos) else None))
 
 
-def downbeats(time_signatures, end: float) -> np.ndarray:
-    """Starts of the bars before `end` from time-signature events; 4/4 before the first."""
-    marks = [(float(t.time), t.numerator * 4 / t.denominator) for t in time_signatures]
-    if not marks or marks[0][0] > 0:
-        marks.insert(0, (0.0, 4.0))
-    starts = []
-    for (time, length), following in zip(marks, [*marks[1:], (np.inf, 0)]):
-        starts.extend(np.arange(time, min(following[0], end), max(length, 1e-3)))
-    return np.asarray(starts, np.float64)
+def downbeats(time_signatures, end: float, name: str = "time signatures") -> np.ndarray:
+    """Starts of the bars before `end` from time-signature events; 4/4 before the first.
+
+    Only events before `end` count, and of events at the same time the last one. At most
+    `end / MIN_BAR + 1` starts are made.
+
+    Args:
+        time_signatures: symusic's time signatures, times in quarter notes.
+        end: where the music ends, in quarter notes (finite).
+        name: the file, for error messages.
+
+    Raises:
+        InputError: a time signature's bar is shorter than `MIN_BAR` (0/4, 1/128, or a
+            denominator past 128, which symusic wraps to 0), or the events are so dense that
+            there would be more than one bar line per `MIN_BAR`.
+    """
+    table = time_signatures.numpy()
+    marks = np.stack([table[k].astype(np.float64) for k in ("time", "numerator", "denominator")],
+                     axis=1)
+    marks = marks[np.argsort(marks[:, 0], kind="stable")]
+    marks = marks[marks[:, 0] < end]
+    marks = marks[np.diff(marks[:, 0], append=np.inf) > 0]  # the last of each time
+    if not len(marks) or marks[0, 0] > 0:
+        marks = np.insert(marks, 0, (0.0, 4, 4), axis=0)
+    time, numerator, denominator = marks.T
+    length = np.divide(numerator * 4, denominator, out=np.zeros(len(marks)),
+                       where=denominator > 0)
+    short = np.flatnonzero(length < MIN_BAR)
+    if len(short):
+        t, n, d = marks[short[0]]
+        raise InputError(f"{name}: unusable time signature {n:.0f}/{d:.0f} at quarter {t:g} "
+                         f"(bars shorter than 1/{1 / MIN_BAR:.0f} of a quarter note)")
+    counts = np.ceil((np.append(time[1:], end) - time) / length).astype(np.int64)
+    total, limit = int(counts.sum()), int(end / MIN_BAR) + 1
+    if total > limit:
+        raise InputError(f"{name}: too many bar lines ({total} in {end:.0f} quarter notes; "
+                         f"at most {limit})")
+    # bar k of a segment starts k bar lengths after the segment's time signature
+    k = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.repeat(time, counts) + k * np.repeat(length, counts)
+
+
+class _OverTime(BaseException):
+    """Raised by the timer; not an Exception, so music21's `except Exception` lets it through."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Raises _OverTime in the block once `seconds` have passed, where SIGALRM can be used."""
+    if (not hasattr(signal, "setitimer") or signal.getitimer(signal.ITIMER_REAL)[0]
+            or threading.current_thread() is not threading.main_thread()):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise _OverTime
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _read_notation(path: Path, digest: str, options: ReadOptions) -> list[Piece]:
+    # music21's time signatures cost the square of their numerator: "M:800/8" takes 35 s
+    try:
+        with _time_limit(options.max_seconds):
+            return _parse_notation(path, digest, options)
+    except _OverTime:
+        raise InputError(f"{path}: cannot parse {path.suffix.lower()[1:]} (gave up after "
+                         f"{options.max_seconds:g} s)") from None
+
+
+def _parse_notation(path: Path, digest: str, options: ReadOptions) -> list[Piece]:
     from music21 import converter, stream
 
     try:
@@ -229,7 +319,10 @@ def _score_to_piece(score, name: str, digest: str, options: ReadOptions) -> Piec
         raise InputError(f"{name}: drum parts only")
     rows = np.asarray(rows, np.float64).reshape(-1, 4)
     marks = list(score.recurse().getElementsByClass("MetronomeMark"))
-    qpm = float(marks[0].getQuarterBPM() or 120.0) if marks else 120.0
+    try:
+        qpm = _tempo(marks[0].getQuarterBPM() if marks else None)
+    except ZeroDivisionError:  # music21 divides by the mark's number ("Q:1/4=0" in ABC)
+        qpm = 120.0
     bar_starts = [float(m.offset) for m in parts[0].getElementsByClass("Measure")]
     return Piece(name=name, digest=digest, pitch=rows[:, 0], start=rows[:, 1],
                  duration=rows[:, 2], velocity=rows[:, 3], bar_starts=bar_starts or [0.0],

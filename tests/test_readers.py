@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,18 @@ def test_time_signature_change_at_the_last_note_end_keeps_earlier_bars(tmp_path,
 
     assert piece.end == 8.0
     assert piece.bar_starts[piece.bar_starts < piece.end].tolist() == [0.0, 4.0]
+
+
+def test_short_and_long_bars_are_kept(tmp_path, write_midi):
+    # 1/32 gives the shortest bar the readers take (MIN_BAR); shorter ones are refused
+    path = write_midi(tmp_path / "meters.mid", [[(60, 0, 6)]],
+                      time_signatures=[(0, 3, 16), (1.5, 1, 32), (1.75, 12, 8)])
+
+    (piece,) = read_file(path)
+
+    assert piece.bar_starts.tolist() == [0.0, 0.75, 1.5, 1.625, 1.75]
+    with pytest.raises(InputError, match=rf"^{path}: unusable time signature 1/64 at quarter 1"):
+        read_file(write_midi(path, [[(60, 0, 6)]], time_signatures=[(0, 4, 4), (1, 1, 64)]))
 
 
 @pytest.mark.parametrize("midi_type", [0, 1])
@@ -376,3 +389,14 @@ def test_every_corpus_file_kind_is_readable(tmp_path, bach_paths):
         (piece,) = read_file(copy)
         assert len(piece) > 50 and piece.end > 8
         assert grid_notes(piece) == grid_notes(read_file(by_suffix[suffix])[0])
+
+
+def test_notation_that_music21_parses_too_slowly_is_skipped(tmp_path):
+    path = tmp_path / "huge-meter.abc"
+    path.write_text("X:1\nM:400/8\nL:1/8\nK:C\nC D E F |\n")  # about 8 s in music21
+
+    began = time.monotonic()
+    with pytest.raises(InputError, match=rf"^{path}: cannot parse abc \(gave up after 0.5 s\)$"):
+        read_file(path, ReadOptions(max_seconds=0.5))
+
+    assert time.monotonic() - began < 6  # music21 alone takes about 8 s

@@ -26,9 +26,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from preprocessing import notes, requests  # noqa: E402
+from preprocessing import notes  # noqa: E402
 from preprocessing.readers import corpus_paths, read_file  # noqa: E402
 from preprocessing.transforms import KEY_INDEX  # noqa: E402
+from serving.composer import Composer  # noqa: E402
 
 MAJOR, MINOR = (0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10)
 KEYS = ("C", "F#", "Eb", "Am", "C#m")
@@ -55,10 +56,6 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--steps", type=int, default=128)
     args = parser.parse_args()
-    import tensorflow as tf
-
-    from trainer.generate import read_metadata, resolve
-
     if not Path(args.model).exists():
         model = Path(args.model)
         subprocess.run([sys.executable, "-m", "trainer.task", "--model", "lstm", "--epochs", "15",
@@ -66,25 +63,25 @@ def main() -> None:
                         str(model.parent.parent / "job"), "--export-dir", str(model.parent),
                         "--export-name", model.name, "--sample-every", "0"], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    loaded = tf.saved_model.load(str(resolve(args.model)))
-    meta = read_metadata(loaded)
-    generate = loaded.signatures["generate"]
-    primers = [requests.primer_steps(read_file(p)[0], meta)
-               for p in corpus_paths("bach")[-args.samples:]]
+    composer = Composer(args.model)
+    pieces = [read_file(p)[0] for p in corpus_paths("bach")[-args.samples:]]
 
-    def sample(primer, seed, key="", dens=None) -> list[str]:
-        inputs = requests.generate_inputs(primer, meta, args.steps, seed=seed, key=key,
-                                          density=dens)
-        out = generate(**{k: tf.constant(v) for k, v in inputs.items()})
-        return [t.decode() for t in out["tokens"].numpy()[0]]
+    def sample(piece, seed, key="", dens=None):
+        return composer.generate(piece, args.steps, seed=seed, key=key, density=dens)
+
+    def events(tokens) -> list[str]:
+        return [t.decode() if isinstance(t, bytes) else str(t) for t in tokens[0]]
 
     print(f"model: {args.model}; {args.samples} primers (the last Bach chorales), "
           f"{args.steps} events each")
     print("| requested key | in-key share, key set | in-key share, primer's condition | ratio |")
     print("|---|---|---|---|")
-    free = [sample(p, i) for i, p in enumerate(primers)]
+    results = [sample(p, i) for i, p in enumerate(pieces)]
+    free = [events(r.outputs["tokens"]) for r in results]
+    primers = [events(r.inputs["primer"]) for r in results]
     for key in KEYS:
-        with_key = np.mean([in_key_share(sample(p, i, key), key) for i, p in enumerate(primers)])
+        with_key = np.mean([in_key_share(events(sample(p, i, key).outputs["tokens"]), key)
+                            for i, p in enumerate(pieces)])
         without = np.mean([in_key_share(s, key) for s in free])
         print(f"| {key} | {with_key:.3f} | {without:.3f} | {with_key / max(without, 1e-9):.2f}x |")
     print()
@@ -94,7 +91,8 @@ def main() -> None:
     print(f"| primer's ({np.mean([density(p) for p in primers]):.2f}) | "
           f"{np.mean(measured):.3f} ± {np.std(measured):.3f} |")
     for dens in DENSITIES:
-        measured = [density(sample(p, i, dens=dens)) for i, p in enumerate(primers)]
+        measured = [density(events(sample(p, i, dens=dens).outputs["tokens"]))
+                    for i, p in enumerate(pieces)]
         print(f"| {dens} | {np.mean(measured):.3f} ± {np.std(measured):.3f} |")
 
 

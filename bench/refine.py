@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from preprocessing import performance  # noqa: E402
 from preprocessing.readers import corpus_paths, read_file  # noqa: E402
 from preprocessing.writers import write_midi  # noqa: E402
+from serving.composer import Composer  # noqa: E402
 
 HELD_OUT = 40
 
@@ -51,9 +52,6 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--out", default="/tmp/composer-refine")
     args = parser.parse_args()
-    import tensorflow as tf
-
-    from trainer.generate import read_metadata, resolve
     from trainer.models.refine import corrupt
 
     out, rng = Path(args.out), np.random.default_rng(0)
@@ -72,13 +70,13 @@ def main() -> None:
                     str(train_dir), "--epochs", str(args.epochs), "--job-dir", str(out / "job"),
                     "--export-dir", str(out / "saved_models")], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    loaded = tf.saved_model.load(str(resolve(out / "saved_models" / "refine")))
-    meta, refine = read_metadata(loaded), loaded.signatures["refine"]
+    composer = Composer(out / "saved_models" / "refine")
+    meta = composer.metadata()
 
-    def run(rows, durations):
-        result = refine(pitch=tf.constant(rows[None, :, 0]), onset=tf.constant(rows[None, :, 1]),
-                        duration=tf.constant(durations[None]))
-        return result["duration"].numpy()[0], result["velocity"].numpy()[0]
+    def run(rows, durations):  # the signature itself: the bench sets the durations it reads
+        result = composer.call("refine", {"pitch": rows[None, :, 0], "onset": rows[None, :, 1],
+                                          "duration": durations[None]})
+        return result["duration"][0], result["velocity"][0]
 
     exact = {"corrupted": [], "refined": [], "clean kept": []}
     errors = {"refined": [], "constant": []}

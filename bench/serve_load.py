@@ -25,8 +25,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from preprocessing import dataset, requests  # noqa: E402
+from preprocessing import dataset  # noqa: E402
 from preprocessing.notes import Vocabulary  # noqa: E402
+from serving import contract  # noqa: E402
 from serving.client import Client, ClientError  # noqa: E402
 from trainer import data as data_lib  # noqa: E402
 from trainer import export  # noqa: E402
@@ -68,7 +69,7 @@ def main() -> None:
     family = MODELS["attention_lstm"]
     model = family.build(spec, dict(family.defaults), 64)  # the default size; speed needs no
     vocab = Vocabulary.load(folder / "vocab.json")         # training
-    primer = requests.read_primer(None)
+    primer = contract.read_primer(None)
 
     with tempfile.TemporaryDirectory() as out:
         path = export.export(model, "attention_lstm", spec, 64, out, vocab=vocab)
@@ -76,10 +77,10 @@ def main() -> None:
         try:
             client = Client(address, timeout=120)
             meta = client.metadata("attention_lstm")
-            steps_in = requests.primer_steps(primer, meta)
+            steps_in = contract.primer_steps(primer, meta)
 
             def inputs(steps, seed):
-                return requests.generate_inputs(steps_in, meta, steps, seed=seed)
+                return contract.generate_inputs(steps_in, meta, steps, seed=seed)
 
             client.predict("attention_lstm", "generate", inputs(8, 0))  # warm-up
             memory_before = rss_mib(proc.pid)

@@ -186,6 +186,20 @@ def _process(job: tuple[Path, Settings, Path | None]) -> dict:
     return {"file": str(path), "status": "ok", "reason": "", "pieces": out}
 
 
+@contextlib.contextmanager
+def _main_not_reimported():
+    """Spawned workers import the parent's `__main__` (for `python -m trainer.task`: TensorFlow
+    and every model, seconds each); they need this module only, so hide where main is."""
+    main = sys.modules["__main__"]
+    saved = {k: main.__dict__[k] for k in ("__spec__", "__file__") if k in main.__dict__}
+    main.__spec__ = None
+    main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
+
+
 def _run(jobs: list, workers: int, progress: bool):
     from tqdm import tqdm
 
@@ -198,7 +212,8 @@ def _run(jobs: list, workers: int, progress: bool):
             pool = stack.enter_context(
                 ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)))
             chunk = max(1, min(32, len(jobs) // (8 * workers)))
-            results = pool.map(_process, jobs, chunksize=chunk)
+            with _main_not_reimported():  # the workers start here
+                results = pool.map(_process, jobs, chunksize=chunk)
         else:
             results = map(_process, jobs)
         for result in results:

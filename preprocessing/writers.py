@@ -9,8 +9,8 @@ import numpy as np
 from preprocessing.piece import Piece
 
 
-def write_midi(piece: Piece, path: str | Path, program: int = 0) -> Path:
-    """Writes a one-track MIDI file (General MIDI `program`, 0 = piano) and returns its path."""
+def midi_bytes(piece: Piece, program: int = 0) -> bytes:
+    """The piece as a one-track MIDI file's bytes (General MIDI `program`, 0 = piano)."""
     import symusic
 
     score = symusic.Score(480, ttype="quarter")
@@ -22,7 +22,12 @@ def write_midi(piece: Piece, path: str | Path, program: int = 0) -> Path:
         piece.pitch.astype(np.int8), np.clip(piece.velocity, 1, 127).astype(np.int8),
         ttype="quarter")
     score.tracks.append(track)
+    return score.dumps_midi()
+
+
+def write_midi(piece: Piece, path: str | Path, program: int = 0) -> Path:
+    """Writes a one-track MIDI file (General MIDI `program`, 0 = piano) and returns its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    score.dump_midi(str(path))
+    path.write_bytes(midi_bytes(piece, program))
     return path

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One-time setup, safe to rerun: system packages for audio, then .venv with requirements.txt.
+# One-time setup, safe to rerun: system packages for audio, then .venv with requirements.txt
+# and the project (editable).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +18,5 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+# the project itself, editable: `import serving.composer` works from any folder with this venv
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .

@@ -3,23 +3,40 @@ one place requests are checked and run (shared by the gRPC and REST front ends).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 
-from preprocessing.requests import error_message
+from serving.errors import error_message
 
 log = logging.getLogger("serving")
+MAX_RETRY_SECONDS = 60.0  # the longest wait before loading a failed version again
+STEP_INPUTS = ("num_steps", "num_bars")  # inputs that say how many steps to generate
 
 
 class ServingError(Exception):
-    """A request the server refuses: `code` is "NOT_FOUND" or "INVALID_ARGUMENT"."""
+    """A request the server refuses: `code` is "NOT_FOUND", "INVALID_ARGUMENT" or
+    "RESOURCE_EXHAUSTED"; `message` is one line (of at most 400 characters)."""
 
     def __init__(self, code: str, message: str):
+        message = " ".join(message.split())  # names from the request may hold newlines
+        message = message if len(message) <= 400 else message[:397] + "..."
         super().__init__(message)
         self.code, self.message = code, message
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """The server's caps on one request (its flags of the same names)."""
+
+    max_steps: int = 2000
+    max_batch: int = 64
+    max_batch_steps: int = 32768
+    max_request_bytes: int = 4 * 2**20
 
 
 class Servable:
@@ -36,22 +53,30 @@ class Servable:
         saved.ParseFromString((path / "saved_model.pb").read_bytes())
         self.signature_defs = dict(saved.meta_graphs[0].signature_def)
 
-    def predict(self, signature: str, inputs: dict[str, np.ndarray], max_steps: int) -> dict:
-        """Checks `inputs` against the signature, runs it, returns numpy outputs."""
+    def predict(self, signature: str, inputs: dict[str, np.ndarray], limits: Limits) -> dict:
+        """Checks `inputs` against the signature and the server's `limits`, runs it.
+
+        Returns:
+            Output name → numpy array.
+
+        Raises:
+            ServingError: NOT_FOUND for an unknown signature; INVALID_ARGUMENT, naming the input
+                and the cap, for inputs that do not fit the signature or the limits.
+        """
         import tensorflow as tf
 
         fn = self.signatures.get(signature or "serving_default")
         if fn is None:
             raise ServingError("NOT_FOUND", f"model {self.name} version {self.version} has no "
-                               f"signature {signature!r}; it has {', '.join(self.signatures)}")
+                               f"signature {signature[:100]!r}; it has "
+                               f"{', '.join(self.signatures)}")
         expected = fn.structured_input_signature[1]
         missing, unknown = set(expected) - set(inputs), set(inputs) - set(expected)
         if missing or unknown:
-            raise ServingError("INVALID_ARGUMENT", f"signature {signature!r} takes inputs "
+            raise ServingError("INVALID_ARGUMENT", f"signature {signature[:100]!r} takes inputs "
                                f"{', '.join(sorted(expected)) or '(none)'}; missing: "
                                f"{', '.join(sorted(missing)) or '-'}; unknown: "
                                f"{', '.join(sorted(unknown)) or '-'}")
-        tensors = {}
         for key, spec in expected.items():
             value = inputs[key]
             ok = value.dtype.kind in "OSU" if spec.dtype == tf.string \
@@ -60,31 +85,58 @@ class Servable:
                 raise ServingError("INVALID_ARGUMENT", f"input {key}: expected "
                                    f"{spec.dtype.name} {spec.shape}, got {value.dtype} "
                                    f"{list(value.shape)}")
+        _check_limits(inputs, limits)
+        tensors = {}
+        for key, spec in expected.items():
             try:
-                tensors[key] = tf.constant(value, spec.dtype)
+                tensors[key] = tf.constant(inputs[key], spec.dtype)
             except (TypeError, ValueError) as exc:
                 raise ServingError("INVALID_ARGUMENT", f"input {key}: {exc}") from None
-        for key in ("num_steps", "num_bars"):
-            if key in tensors and np.size(inputs[key]) and np.max(inputs[key]) > max_steps:
-                raise ServingError("INVALID_ARGUMENT",
-                                   f"{key} must be <= {max_steps} (this server's cap)")
         try:
             outputs = fn(**tensors)
         except tf.errors.InvalidArgumentError as exc:
             raise ServingError("INVALID_ARGUMENT", error_message(exc.message)) from None
+        except tf.errors.ResourceExhaustedError as exc:
+            raise ServingError("RESOURCE_EXHAUSTED", error_message(exc.message)) from None
         return {k: np.asarray(v.numpy()) for k, v in outputs.items()}
+
+
+def _check_limits(inputs: dict[str, np.ndarray], limits: Limits) -> None:
+    """Rows (the first axis) per request, steps (num_steps or num_bars, else the inputs'
+    second axis: the sequence) per row, and rows x steps: the work a request asks for."""
+    for key in STEP_INPUTS:
+        if key in inputs and inputs[key].size and np.max(inputs[key]) > limits.max_steps:
+            raise ServingError("INVALID_ARGUMENT",
+                               f"{key} must be <= {limits.max_steps} (this server's cap)")
+    shaped = {k: v.shape for k, v in inputs.items() if v.ndim}
+    if not shaped:
+        return
+    key = max(shaped, key=lambda k: shaped[k][0])
+    rows = shaped[key][0]
+    if rows > limits.max_batch:
+        raise ServingError("INVALID_ARGUMENT", f"input {key}: {rows} rows; this server takes "
+                           f"at most {limits.max_batch} per request (--max-batch)")
+    steps = {k: int(np.max(inputs[k])) for k in STEP_INPUTS if k in inputs and inputs[k].size}
+    steps = steps or {k: s[1] for k, s in shaped.items() if len(s) > 1}
+    if steps:
+        key = max(steps, key=steps.get)
+        if rows * steps[key] > limits.max_batch_steps:
+            raise ServingError("INVALID_ARGUMENT", f"{rows} rows x {steps[key]} steps ({key}) "
+                               f"= {rows * steps[key]}; this server takes at most "
+                               f"{limits.max_batch_steps} per request (--max-batch-steps)")
 
 
 class ModelRegistry:
     """Models named in a model config; serves each one's newest version (or the versions its
     `model_version_policy` names) and loads new versions as they appear."""
 
-    def __init__(self, config_path: str | Path):
+    def __init__(self, config_path: str | Path, poll_seconds: float = 2.0):
         self.config_path = Path(config_path)
+        self.poll_seconds = poll_seconds
         self.lock = threading.Lock()
         self.models: dict[str, dict[int, Servable]] = {}
         self.labels: dict[str, dict[str, int]] = {}
-        self.failed: set[tuple[str, int]] = set()  # (path, mtime) of versions that failed
+        self.failed: dict[Path, _Failure] = {}  # version folders that failed to load
         self.entries = self._read_config()
         self.refresh()
 
@@ -120,40 +172,65 @@ class ModelRegistry:
     def refresh(self) -> None:
         """Rereads the config; loads versions that appeared, unloads those no longer wanted.
 
-        A version that fails to load is logged once (per file change), and the versions that
-        work keep serving until a wanted one loads.
+        A version that fails to load (say, one still being copied) is tried again as soon as a
+        file in its folder changes, else after a back-off that doubles from the poll interval up
+        to a minute; its failure is logged once per change. The versions that work keep serving
+        until a wanted one loads.
         """
         try:
             self.entries = self._read_config()
         except ValueError as exc:  # a config being rewritten: keep serving the old one
             log.warning("%s", exc)
         for entry in self.entries:
-            base = self.base_path(entry)
-            available = sorted(int(p.name) for p in base.glob("*")
-                               if p.name.isdigit() and (p / "saved_model.pb").exists())
-            wanted = self._wanted(entry, available)
-            with self.lock:
-                loaded = dict(self.models.get(entry.name, {}))
-            for version in wanted:
-                path = base / str(version)
-                stamp = (str(path), (path / "saved_model.pb").stat().st_mtime_ns)
-                if version in loaded or stamp in self.failed:
-                    continue
-                try:
-                    loaded[version] = Servable(entry.name, version, path)
-                    log.info("loaded %s version %d", entry.name, version)
-                except Exception as exc:  # a broken export must not stop the others
-                    self.failed.add(stamp)
-                    log.error("cannot load %s version %d: %s", entry.name, version, exc)
-            serving = {v: s for v, s in loaded.items() if v in wanted} or loaded
-            with self.lock:
-                self.models[entry.name] = serving
-                self.labels[entry.name] = dict(entry.version_labels)
+            try:
+                self._refresh_entry(entry)
+            except OSError as exc:  # a folder removed while listed: look again next poll
+                log.warning("model %s: %s", entry.name, exc)
         names = {entry.name for entry in self.entries}
         with self.lock:
             for name in set(self.models) - names:
                 del self.models[name]
                 self.labels.pop(name, None)
+
+    def _refresh_entry(self, entry) -> None:
+        base = self.base_path(entry)
+        available = sorted(int(p.name) for p in base.glob("*") if p.name.isascii()
+                           and p.name.isdigit() and (p / "saved_model.pb").exists())
+        wanted = self._wanted(entry, available)
+        with self.lock:
+            loaded = dict(self.models.get(entry.name, {}))
+        for version in wanted:
+            path = base / str(version)
+            if version in loaded or not self._due(path):
+                continue
+            stamp = _stamp(path)  # before loading: a change during the load means try again
+            try:
+                loaded[version] = Servable(entry.name, version, path)
+                self.failed.pop(path, None)
+                log.info("loaded %s version %d", entry.name, version)
+            except Exception as exc:  # a broken export must not stop the others
+                self._record_failure(path, stamp, f"cannot load {entry.name} version "
+                                     f"{version}: {' '.join(str(exc).split())[:300]}")
+        serving = {v: s for v, s in loaded.items() if v in wanted} or loaded
+        with self.lock:
+            self.models[entry.name] = serving
+            self.labels[entry.name] = dict(entry.version_labels)
+
+    def _due(self, path: Path) -> bool:
+        failure = self.failed.get(path)
+        return failure is None or failure.stamp != _stamp(path) \
+            or time.monotonic() >= failure.retry_at
+
+    def _record_failure(self, path: Path, stamp: tuple, message: str) -> None:
+        previous = self.failed.get(path)
+        again = previous is not None and previous.stamp == stamp
+        attempts = previous.attempts + 1 if again else 0
+        delay = min(MAX_RETRY_SECONDS, self.poll_seconds * 2 ** min(attempts + 1, 30))
+        self.failed[path] = _Failure(stamp, attempts, time.monotonic() + delay)
+        if again:
+            log.debug("%s (attempt %d; next in %.0f s)", message, attempts + 1, delay)
+        else:
+            log.error("%s (trying again when its files change, or in %.0f s)", message, delay)
 
     def get(self, name: str, version: int | None = None, label: str = "") -> Servable:
         with self.lock:
@@ -180,3 +257,22 @@ class ModelRegistry:
         self.get(name)
         with self.lock:
             return [self.models[name][v] for v in sorted(self.models[name])]
+
+
+@dataclasses.dataclass
+class _Failure:
+    stamp: tuple[int, int]  # the folder's (newest mtime, file count) when it failed
+    attempts: int
+    retry_at: float  # time.monotonic()
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """(newest mtime, number of files) under a version folder: changes while it is copied."""
+    newest, count = path.stat().st_mtime_ns, 0
+    for item in path.rglob("*"):
+        try:
+            newest, count = max(newest, item.stat().st_mtime_ns), count + 1
+        except OSError:  # removed while listed
+            pass
+    return newest, count
+

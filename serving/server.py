@@ -5,8 +5,9 @@
 gRPC: PredictionService.Predict / GetModelMetadata and ModelService.GetModelStatus, with the
 servicers of tensorflow-serving-api. REST: GET /v1/models/NAME[/versions/N|/labels/L][/metadata]
 and POST ...:predict. The same client works against this server and TF Serving. It binds
-127.0.0.1 unless told otherwise, caps request size and num_steps, serves each model's newest
-version, loads new versions as they appear, and stops cleanly on SIGTERM.
+127.0.0.1 unless told otherwise, caps each request (size, rows, steps) and the connections
+it holds, serves each model's newest version, loads new versions as they appear (retrying one
+that fails, as TF Serving does), and stops cleanly on SIGTERM.
 """
 
 from __future__ import annotations
@@ -18,20 +19,21 @@ import signal
 import sys
 import threading
 from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
-import numpy as np
 
-from serving.models import ModelRegistry, ServingError
+from serving.models import Limits, ModelRegistry, ServingError
+from serving.quiet import quiet_tensorflow
+from serving.rest import RestServer, make_handler
+from serving.tensors import tensors_from_protos
 
 log = logging.getLogger("serving")
 GRPC_CODES = {"NOT_FOUND": grpc.StatusCode.NOT_FOUND,
-              "INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT}
-HTTP_CODES = {"NOT_FOUND": 404, "INVALID_ARGUMENT": 400}
+              "INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT,
+              "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
-def _servicers(registry: ModelRegistry, max_steps: int):
+def _servicers(registry: ModelRegistry, limits: Limits):
     import tensorflow as tf
     from tensorflow_serving.apis import (
         get_model_metadata_pb2,
@@ -51,21 +53,19 @@ def _servicers(registry: ModelRegistry, max_steps: int):
                 return method(self, request, context)
             except ServingError as exc:
                 context.abort(GRPC_CODES[exc.code], exc.message)
+            except Exception as exc:  # a bug: INTERNAL with one line, not UNKNOWN
+                log.exception("grpc: %s", method.__name__)
+                context.abort(grpc.StatusCode.INTERNAL,
+                              " ".join(f"{type(exc).__name__}: {exc}".split())[:300])
         return call
 
     class Prediction(prediction_service_pb2_grpc.PredictionServiceServicer):
         @guarded
         def Predict(self, request, context):
             model = servable(request.model_spec)
-            inputs = {}
-            for key, proto in request.inputs.items():
-                try:
-                    inputs[key] = tf.make_ndarray(proto)
-                except Exception as exc:  # any tensor proto numpy cannot hold
-                    raise ServingError("INVALID_ARGUMENT", f"input {key}: unsupported tensor "
-                                       f"({type(exc).__name__}: {exc})") from None
+            inputs = tensors_from_protos(request.inputs, limits.max_request_bytes)
             signature = request.model_spec.signature_name or "serving_default"
-            outputs = model.predict(signature, inputs, max_steps)
+            outputs = model.predict(signature, inputs, limits)
             wanted = set(request.output_filter) or set(outputs)
             response = predict_pb2.PredictResponse()
             response.model_spec.name, response.model_spec.signature_name = model.name, signature
@@ -107,12 +107,15 @@ def _servicers(registry: ModelRegistry, max_steps: int):
     return Prediction(), Status(), (prediction_service_pb2_grpc, model_service_pb2_grpc)
 
 
-def start_grpc(registry: ModelRegistry, host: str, port: int, max_steps: int,
-               max_message_bytes: int, workers: int = 8) -> grpc.Server:
-    prediction, status, (prediction_grpc, model_grpc) = _servicers(registry, max_steps)
+def start_grpc(registry: ModelRegistry, host: str, port: int, limits: Limits,
+               workers: int = 8, max_concurrent_rpcs: int = 32) -> grpc.Server:
+    """Starts the gRPC server: `workers` threads run RPCs; past `max_concurrent_rpcs` running
+    or queued, an RPC is answered RESOURCE_EXHAUSTED at once."""
+    prediction, status, (prediction_grpc, model_grpc) = _servicers(registry, limits)
     server = grpc.server(futures.ThreadPoolExecutor(workers), options=[
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.max_send_message_length", 64 * 2**20)])
+        ("grpc.max_receive_message_length", limits.max_request_bytes),
+        ("grpc.max_send_message_length", 64 * 2**20)],
+        maximum_concurrent_rpcs=max_concurrent_rpcs)
     prediction_grpc.add_PredictionServiceServicer_to_server(prediction, server)
     model_grpc.add_ModelServiceServicer_to_server(status, server)
     bound = server.add_insecure_port(f"{host}:{port}")
@@ -123,168 +126,67 @@ def start_grpc(registry: ModelRegistry, host: str, port: int, max_steps: int,
     return server
 
 
-def _rest_handler(registry: ModelRegistry, max_steps: int, max_body: int):
-    from google.protobuf import json_format
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, fmt, *args):
-            log.debug("rest: " + fmt, *args)
-
-        def _send(self, code: int, body: dict):
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _route(self):
-            """/v1/models/NAME[/versions/N|/labels/L][/metadata|:predict] → parts."""
-            path = self.path.split("?")[0]
-            action = ""
-            if path.endswith(":predict"):
-                path, action = path[:-len(":predict")], "predict"
-            parts = path.strip("/").split("/")
-            if len(parts) < 3 or parts[:2] != ["v1", "models"]:
-                raise ServingError("NOT_FOUND", f"no such path {self.path}; try /v1/models/NAME")
-            name, rest, version, label = parts[2], parts[3:], None, ""
-            if rest and rest[-1] == "metadata":
-                action, rest = "metadata", rest[:-1]
-            if len(rest) == 2 and rest[0] == "versions" and rest[1].isdigit():
-                version = int(rest[1])
-            elif len(rest) == 2 and rest[0] == "labels":
-                label = rest[1]
-            elif rest:
-                raise ServingError("NOT_FOUND", f"no such path {self.path}")
-            return name, version, label, action
-
-        def do_GET(self):
-            self._guard(self._get)
-
-        def do_POST(self):
-            self._guard(self._post)
-
-        def _guard(self, method):
-            try:
-                method()
-            except ServingError as exc:
-                self._send(HTTP_CODES[exc.code], {"error": exc.message})
-            except Exception as exc:  # never drop a connection without an answer
-                log.exception("rest: %s", self.path)
-                self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
-
-        def _get(self):
-            name, version, label, action = self._route()
-            if action == "metadata":
-                model = registry.get(name, version, label)
-                sigs = {k: json_format.MessageToDict(v) for k, v in model.signature_defs.items()}
-                self._send(200, {"model_spec": {"name": name, "version": str(model.version)},
-                                 "metadata": {"signature_def": {"signature_def": sigs}}})
-                return
-            if action == "predict":
-                raise ServingError("INVALID_ARGUMENT", f"GET {self.path}: predict is a POST")
-            models = [registry.get(name, version, label)] \
-                if version is not None or label else registry.loaded(name)
-            self._send(200, {"model_version_status": [
-                {"version": str(m.version), "state": "AVAILABLE",
-                 "status": {"error_code": "OK", "error_message": ""}} for m in models]})
-
-        def _post(self):
-            length = self.headers.get("Content-Length") or "0"
-            if not length.isdigit():
-                self.close_connection = True  # the body's end is unknown
-                raise ServingError("INVALID_ARGUMENT", f"bad Content-Length {length!r}")
-            if int(length) > max_body:
-                self.close_connection = True  # its body is left unread
-                self._send(413, {"error": f"request body over {max_body} bytes"})
-                return
-            length = int(length)
-            body = self.rfile.read(length)
-            name, version, label, action = self._route()
-            if action != "predict":
-                raise ServingError("NOT_FOUND", f"POST {self.path}: use ...:predict")
-            try:
-                request = json.loads(body or b"{}")
-            except ValueError as exc:
-                raise ServingError("INVALID_ARGUMENT", f"body is not JSON: {exc}") from None
-            if not isinstance(request, dict):
-                raise ServingError("INVALID_ARGUMENT", 'the body is a JSON object: '
-                                   '{"signature_name": ..., "inputs": {...}}')
-            model = registry.get(name, version, label)
-            signature = request.get("signature_name") or "serving_default"
-            outputs = model.predict(signature, _json_inputs(model, signature, request), max_steps)
-            self._send(200, {"outputs": {k: _jsonable(v) for k, v in outputs.items()}})
-
-    return Handler
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text}: must be > 0")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its errors
+    return parse
 
 
-def _json_inputs(model, signature: str, request: dict) -> dict[str, np.ndarray]:
-    """REST inputs (columnar `inputs`, or row `instances`) as arrays of the signature's dtypes."""
-    fn = model.signatures.get(signature)
-    if fn is None:
-        raise ServingError("NOT_FOUND", f"model {model.name} has no signature {signature!r}")
-    specs = fn.structured_input_signature[1]
-    if "instances" in request:
-        rows = request["instances"]
-        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise ServingError("INVALID_ARGUMENT", "instances: a list of objects")
-        columns = {k: [r.get(k) for r in rows] for k in (rows[0] if rows else {})}
-    else:
-        columns = request.get("inputs")
-        if not isinstance(columns, dict):
-            raise ServingError("INVALID_ARGUMENT", 'expected {"inputs": {NAME: value, ...}}')
-    out = {}
-    for key, value in columns.items():
-        if key not in specs:  # Servable.predict names it
-            out[key] = np.asarray(value, dtype=object)
-            continue
-        dtype = object if specs[key].dtype.name == "string" else specs[key].dtype.as_numpy_dtype
-        try:
-            raw = np.asarray(value)
-            if dtype is object and raw.size and raw.dtype.kind != "U":
-                raise ValueError("expected strings")
-            if np.dtype(dtype).kind in "iu" and raw.dtype.kind not in "iu":
-                raise ValueError(f"expected whole numbers, got {raw.dtype}")
-            out[key] = raw.astype(dtype)
-        except (TypeError, ValueError) as exc:
-            raise ServingError("INVALID_ARGUMENT", f"input {key}: {exc}") from None
-    return out
-
-
-def _jsonable(value: np.ndarray):
-    if value.dtype.kind in "OS":
-        return np.vectorize(lambda b: b.decode() if isinstance(b, bytes) else b,
-                            otypes=[object])(value).tolist()
-    return value.tolist()
+class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.server", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=_Help)
+    count, seconds = _positive(int), _positive(float)
     parser.add_argument("--model-config", default="saved_models/models.config")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
     parser.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free)")
     parser.add_argument("--rest-port", type=int, default=8501, help="REST port (0: any; -1: off)")
-    parser.add_argument("--max-steps", type=int, default=2000, help="cap on num_steps")
-    parser.add_argument("--max-request-bytes", type=int, default=4 * 2**20)
-    parser.add_argument("--poll-seconds", type=float, default=2.0,
+    parser.add_argument("--max-steps", type=count, default=2000,
+                        help="cap on num_steps and num_bars")
+    parser.add_argument("--max-request-bytes", type=count, default=4 * 2**20,
+                        help="cap on a gRPC message, a REST body, and the tensors a request "
+                        "declares (a string counts its length + 8 bytes)")
+    parser.add_argument("--max-batch", type=count, default=64, help="cap on rows per request")
+    parser.add_argument("--max-batch-steps", type=count, default=32768,
+                        help="cap on rows x steps per request (32768: 16 rows of 2000 steps or "
+                        "64 of 512); steps are num_steps or num_bars, else the inputs' second "
+                        "axis")
+    parser.add_argument("--max-concurrent-rpcs", type=count, default=32,
+                        help="gRPC calls running (8 at a time) or queued; past it a call gets "
+                        "RESOURCE_EXHAUSTED at once")
+    parser.add_argument("--max-connections", type=count, default=64,
+                        help="open REST connections (a thread each); past it a new one gets "
+                        "503 at once and is closed")
+    parser.add_argument("--rest-timeout", type=seconds, default=30.0,
+                        help="seconds a REST connection may stay silent (idle, or mid-request) "
+                        "before it is closed")
+    parser.add_argument("--poll-seconds", type=seconds, default=2.0,
                         help="how often to look for new versions")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ logs")
     args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    limits = Limits(args.max_steps, args.max_batch, args.max_batch_steps,
+                    args.max_request_bytes)
     try:
-        registry = ModelRegistry(args.model_config)
-        server = start_grpc(registry, args.host, args.port, args.max_steps,
-                            args.max_request_bytes)
+        registry = ModelRegistry(args.model_config, args.poll_seconds)
+        server = start_grpc(registry, args.host, args.port, limits,
+                            max_concurrent_rpcs=args.max_concurrent_rpcs)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     httpd = None
     if args.rest_port >= 0:
-        httpd = ThreadingHTTPServer((args.host, args.rest_port),
-                                    _rest_handler(registry, args.max_steps,
-                                                  args.max_request_bytes))
+        httpd = RestServer((args.host, args.rest_port),
+                           make_handler(registry, limits, args.rest_timeout),
+                           args.max_connections)
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -20,15 +20,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from preprocessing import notes, pianoroll, requests
+from preprocessing import notes, pianoroll
 from preprocessing.notes import Vocabulary, event_string, parse_event_string
 from preprocessing.piece import InputError
 from preprocessing.readers import read_file
 from preprocessing.transforms import KEY_INDEX, KEY_PROFILES, TONICS, key_name
+from serving import contract
+from serving.composer import Composer
+from serving.errors import error_message
 from tests.conftest import BASS, MELODY, grid_notes, make_piece, two_voices, write_midi_file
 from trainer import conditions, data, export, generate, sampling, task
 from trainer.config import Config
-from trainer.models import MODELS
+from trainer.models import MODELS, next_step_export
 
 SEQ_LEN = 8
 STEPS = 12
@@ -359,14 +362,14 @@ def test_family_arrays_give_the_condition_of_each_window(trained):
                                conditions.of_windows(x[t.steps_name], t.rep, tokens), rtol=1e-6)
     assert (x["condition"][:, :12].sum(1) > 0.99).mean() > 0.9  # most windows sound something
     assert set(t.model.input) == {t.steps_name, "condition"}
-    assert export.is_conditional(t.model)
+    assert next_step_export.is_conditional(t.model)
 
 
 def test_signatures_and_metadata_of_a_conditional_model(trained):
     t = trained
     assert set(t.loaded.signatures) == {"serving_default", "generate", "metadata",
                                         "log_likelihood"}
-    meta = generate.read_metadata(t.loaded)
+    meta = Composer(t.loaded).metadata()
     assert meta["conditional"] == 1 and meta["model"] == t.name and meta["window"] == SEQ_LEN
     assert meta["inputs"] == INPUTS[t.rep]
     signature = t.loaded.signatures["generate"]
@@ -477,7 +480,7 @@ def test_bad_keys_are_invalid_argument_errors_of_one_line(zoo, kwargs, message):
     t = zoo("lstm", "notes")
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         t.generate([t.primer(0)], 3, [1], **kwargs)
-    assert requests.error_message(info.value.message) == message
+    assert error_message(info.value.message) == message
 
 
 def test_density_above_one_is_an_invalid_argument_error(trained):
@@ -493,7 +496,7 @@ def test_the_density_error_line_is_the_signatures_own_words(zoo):
     t = zoo("lstm", "notes")
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         t.generate([t.primer(0)], 3, [1], density=[1.5])
-    assert requests.error_message(info.value.message) == (
+    assert error_message(info.value.message) == (
         "density must be <= 1 (note events per grid step; < 0 keeps the primer density)")
 
 
@@ -555,7 +558,7 @@ def unconditional_meta(zoo):
     t = zoo("lstm", "notes")
     hp = {**MODELS["lstm"].defaults, "units": 8, "layers": 1, "dense": 8, "embedding": 8}
     model = MODELS["lstm"].build(t.spec, hp, SEQ_LEN)
-    meta = export.Exported(model, "lstm", t.spec, SEQ_LEN, t.vocab).metadata_values()
+    meta = export.module_for(model, "lstm", t.spec, SEQ_LEN, t.vocab).metadata_values()
     assert meta["conditional"] == 0
     return meta
 
@@ -566,25 +569,25 @@ def unconditional_meta(zoo):
 def test_key_and_density_for_an_unconditional_model_are_input_errors(unconditional_meta,
                                                                        kwargs, flag):
     with pytest.raises(InputError) as info:
-        requests.generate_inputs(["C4|2|2"], unconditional_meta, 8, **kwargs)
+        contract.generate_inputs(["C4|2|2"], unconditional_meta, 8, **kwargs)
     assert str(info.value) == (f"{flag}: lstm is not conditional (train it with --hparams "
                                "condition=true)")
     # without them the request is fine, and holds no key or density
-    inputs = requests.generate_inputs(["C4|2|2"], unconditional_meta, 8)
+    inputs = contract.generate_inputs(["C4|2|2"], unconditional_meta, 8)
     assert set(inputs) == {"primer", "num_steps", "temperature", "top_k", "seed"}
 
 
 def test_generate_inputs_of_a_conditional_model(zoo):
     t = zoo("lstm", "notes")
-    meta = generate.read_metadata(t.loaded)
-    inputs = requests.generate_inputs(["C4|2|2"], meta, 8, key="c# minor", density=0.3)
+    meta = Composer(t.loaded).metadata()
+    inputs = contract.generate_inputs(["C4|2|2"], meta, 8, key="c# minor", density=0.3)
     assert list(inputs) == INPUTS["notes"].split(",")
     assert inputs["key"].tolist() == ["C#m"] and inputs["density"].tolist() == [np.float32(0.3)]
     assert inputs["primer"].shape == (1, SEQ_LEN) and inputs["primer"][0, -1] == "C4|2|2"
-    plain = requests.generate_inputs(["C4|2|2"], meta, 8)
+    plain = contract.generate_inputs(["C4|2|2"], meta, 8)
     assert plain["key"].tolist() == [""] and plain["density"].tolist() == [-1.0]
     with pytest.raises(InputError, match=r"^--key: 'H' is not a key"):
-        requests.generate_inputs(["C4|2|2"], meta, 8, key="H")
+        contract.generate_inputs(["C4|2|2"], meta, 8, key="H")
 
 
 def test_generate_cli_in_a_key_at_a_density(zoo, tmp_path, capsys):
@@ -599,14 +602,14 @@ def test_generate_cli_in_a_key_at_a_density(zoo, tmp_path, capsys):
     assert str(t.path) in captured.out
     (piece,) = read_file(out)
     # what the signature gives for the same request, written through the same path
-    meta = generate.read_metadata(t.loaded)
-    primer = requests.primer_steps(requests.read_primer(str(primer_path)), meta)
-    inputs = requests.generate_inputs(primer, meta, 20, seed=4, key="Am", density=0.3)
+    meta = Composer(t.loaded).metadata()
+    primer = contract.primer_steps(contract.read_primer(str(primer_path)), meta)
+    inputs = contract.generate_inputs(primer, meta, 20, seed=4, key="Am", density=0.3)
     outputs = t.loaded.signatures["generate"](**{k: tf.constant(v) for k, v in inputs.items()})
     np.testing.assert_allclose(outputs["condition"].numpy()[0, :12], np.roll(t.profiles[1], 9),
                                rtol=1e-5)
     assert outputs["condition"].numpy()[0, 14] == pytest.approx(0.3)
-    expected, primer_end = requests.to_piece(primer, outputs, meta, 120.0)
+    expected, primer_end = contract.to_piece(primer, outputs, meta, 120.0)
     assert len(piece) == len(expected) > 0 and piece.end > primer_end
     assert grid_notes(piece) == grid_notes(expected)
 
@@ -646,10 +649,10 @@ def test_generate_cli_key_for_an_unconditional_model_is_one_line(tmp_path, capsy
 
 def test_models_exported_before_metadata_listed_inputs_still_get_requests():
     old = {"model": "lstm", "representation": "notes", "window": 4}
-    inputs = requests.generate_inputs(["C4|4|4"], old, 8, seed=1)
+    inputs = contract.generate_inputs(["C4|4|4"], old, 8, seed=1)
     assert list(inputs) == ["primer", "num_steps", "temperature", "top_k", "seed"]
     roll = {"model": "seq2seq", "representation": "pianoroll", "window": 4}
-    assert list(requests.generate_inputs(np.zeros((2, 88)), roll, 8)) == [
+    assert list(contract.generate_inputs(np.zeros((2, 88)), roll, 8)) == [
         "primer", "num_steps", "temperature", "threshold", "seed"]
 
 
@@ -658,7 +661,7 @@ def test_a_density_outside_zero_to_one_is_refused_before_any_request(density):
     meta = {"model": "lstm", "representation": "notes", "window": 4,
             "inputs": INPUTS["notes"]}
     with pytest.raises(InputError, match=r"^--density: .* is not in 0-1"):
-        requests.generate_inputs(["C4|4|4"], meta, 8, density=density)
+        contract.generate_inputs(["C4|4|4"], meta, 8, density=density)
 
 
 def test_interpolate_takes_no_key_density_or_form(tmp_path, capsys):

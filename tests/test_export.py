@@ -32,9 +32,10 @@ import tensorflow as tf
 from preprocessing.dataset import Settings
 from preprocessing.notes import OOV, Vocabulary, event_string, parse_event_string
 from preprocessing.readers import read_file
+from serving.transports import resolve
 from tests.conftest import BASS, MELODY, two_voices, write_midi_file
 from trainer import data as data_lib
-from trainer import export, generate, rng, sampling, task
+from trainer import export, rng, sampling, task
 from trainer.config import Config
 from trainer.models import MODELS, seq2seq
 
@@ -267,6 +268,7 @@ def test_signatures_and_metadata(trained):
                 "vocab_size": len(t.vocab.tokens) if t.rep == "notes" else 0}
     assert {k: meta[k] for k in expected} == expected
     assert set(meta["inputs"].split(",")) == gen_inputs and meta["conditional"] == 0
+    assert meta["signatures"].split(",") == sorted(t.loaded.signatures)
     if t.rep == "notes":
         assert (meta["max_duration"], meta["max_shift"]) == (32, 32)
         assert len(t.vocab.tokens) == t.spec.vocab_size > 2
@@ -541,7 +543,7 @@ def test_a_staging_folder_is_never_a_version(zoo, tmp_path):
     shutil.copytree(first, base / ".staging-999999")
     (base / "notes").mkdir()
     assert export.versions(base) == [1]
-    assert generate.resolve(base) == first
+    assert resolve(base) == first
     # this process's own leftover staging folder is replaced, not renamed into a version
     own = base / f".staging-{os.getpid()}"
     own.mkdir()
@@ -550,12 +552,12 @@ def test_a_staging_folder_is_never_a_version(zoo, tmp_path):
     assert second == base / "2" and not own.exists()
     assert not (second / "junk.txt").exists()
     assert export.versions(base) == [1, 2]
-    assert generate.resolve(base) == second
+    assert resolve(base) == second
     # versions count as numbers: after 9 comes 10, and 10 is the newest
     shutil.copytree(first, base / "9")
     tenth = export.export(t.model, "lstm", t.spec, SEQ_LEN, export_dir, name="roll")
     assert tenth == base / "10" and export.versions(base) == [1, 2, 9, 10]
-    assert generate.resolve(base) == tenth
+    assert resolve(base) == tenth
     # a model folder holding nothing but a staging folder is not served
     shutil.copytree(first, export_dir / "half" / ".staging-999998")
     export.write_models_config(export_dir)
@@ -581,7 +583,7 @@ def test_models_config_lists_every_exported_model(zoo):
 
 NOTES_OK = ["C4|2|2", "E4|2|2", "G4|4|4"]
 
-TEMPERATURE_RANGE = r"temperature must be a number in \(0, 10\]"
+TEMPERATURE_RANGE = r"temperature must be > 0 and <= 10"
 NOTES_ERRORS = {
     "num_steps 0": (dict(num_steps=[0]), r"num_steps must be >= 1"),
     "num_steps above max_steps": (dict(num_steps=[4097]), r"num_steps must be <= 4096"),
@@ -640,7 +642,7 @@ ROLL_ERRORS = {
     "temperature 0": (dict(temperature=[0.0]), TEMPERATURE_RANGE),
     "temperature 11": (dict(temperature=[11.0]), TEMPERATURE_RANGE),
     "temperature NaN": (dict(temperature=[np.nan]), r"temperature: every value must be finite"),
-    "threshold above 1": (dict(threshold=[1.5]), r"threshold must be a number in \[0, 1\]"),
+    "threshold above 1": (dict(threshold=[1.5]), r"threshold must be >= 0 and <= 1"),
     "threshold -inf": (dict(threshold=[-np.inf]), r"threshold: every value must be finite"),
     "a NaN in the primer": (dict(primer=np.full((1, 4, 88), np.nan, np.float32)),
                             r"primer: every value must be finite"),

@@ -20,10 +20,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from preprocessing import dataset, performance, requests
+from preprocessing import dataset, performance
 from preprocessing.dataset import Settings
 from preprocessing.piece import InputError, from_notes
 from preprocessing.readers import read_file
+from serving import contract
+from serving.composer import Composer
+from serving.errors import error_message
 from tests.conftest import BASS, MELODY, make_piece, write_midi_file
 from trainer import data as data_lib
 from trainer import evaluate, generate, task
@@ -234,7 +237,7 @@ def trained(corpus, tmp_path_factory):
     path = Path(json.loads(out.strip().splitlines()[-1])["export"])
     assert path == root / "exports" / "refine" / "1"
     loaded = tf.saved_model.load(str(path))
-    return {"path": path, "loaded": loaded, "meta": generate.read_metadata(loaded),
+    return {"path": path, "loaded": loaded, "meta": Composer(loaded).metadata(),
             "job": root / "job", "refine": loaded.signatures["refine"]}
 
 
@@ -333,7 +336,7 @@ def test_mismatched_shapes_are_invalid_argument_errors(trained, field, message):
     inputs[field] = [[0, 4]]
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         call_refine(trained["refine"], inputs["pitch"], inputs["onset"], inputs["duration"])
-    assert requests.error_message(info.value.message) == message
+    assert error_message(info.value.message) == message
 
 
 def test_negative_durations_are_invalid_argument_errors(trained):
@@ -347,7 +350,7 @@ def test_refine_inputs_and_refined_on_a_piece(trained):
     meta = trained["meta"]
     piece = from_notes([(72, 0, 1), (60, 0, 2), (64, 0, 1.25), (74, 1, 0.75), (48, 2, 2)],
                        qpm=100.0, name="flat")
-    inputs, rows = requests.refine_inputs(piece, meta)
+    inputs, rows = contract.refine_inputs(piece, meta)
     assert set(inputs) == {"pitch", "onset", "duration"}
     np.testing.assert_array_equal(rows, performance.piece_to_rows(piece))
     for i, name in enumerate(("pitch", "onset", "duration")):
@@ -355,7 +358,7 @@ def test_refine_inputs_and_refined_on_a_piece(trained):
         np.testing.assert_array_equal(inputs[name][0], rows[:, i])
     assert inputs["pitch"][0].tolist() == [72, 64, 60, 74, 48]  # top voice first
     outputs = trained["refine"](**{k: tf.constant(v) for k, v in inputs.items()})
-    result = requests.refined(piece, rows, outputs, meta)
+    result = contract.refined(piece, rows, outputs, meta)
     assert (result.name, result.qpm, len(result)) == ("flat", 100.0, 5)
     got = performance.piece_to_rows(result)
     np.testing.assert_array_equal(got[:, :2], rows[:, :2])
@@ -366,7 +369,7 @@ def test_refine_inputs_and_refined_on_a_piece(trained):
 
 def test_refine_inputs_with_a_generator_is_an_input_error(generator):
     with pytest.raises(InputError) as info:
-        requests.refine_inputs(make_piece([(60, 0, 1)]), generator["meta"])
+        contract.refine_inputs(make_piece([(60, 0, 1)]), generator["meta"])
     assert str(info.value).startswith("--refine: lstm is not a refine model")
 
 
@@ -384,7 +387,7 @@ def generator(corpus, tmp_path_factory):
     path = Path(json.loads(out.strip().splitlines()[-1])["export"])
     loaded = tf.saved_model.load(str(path))
     primer = write_midi_file(root / "primer.mid", [MELODY, BASS])
-    return {"path": path, "loaded": loaded, "meta": generate.read_metadata(loaded),
+    return {"path": path, "loaded": loaded, "meta": Composer(loaded).metadata(),
             "primer": primer}
 
 
@@ -404,15 +407,15 @@ def test_generate_with_refine_writes_the_refine_models_velocities(generator, tra
     (written,) = read_file(out)
     # the same request by hand: generate, then refine those notes
     meta = generator["meta"]
-    primer_piece = requests.read_primer(str(generator["primer"]))
-    primer = requests.primer_steps(primer_piece, meta)
-    inputs = requests.generate_inputs(primer, meta, 16, seed=3)
+    primer_piece = contract.read_primer(str(generator["primer"]))
+    primer = contract.primer_steps(primer_piece, meta)
+    inputs = contract.generate_inputs(primer, meta, 16, seed=3)
     outputs = generator["loaded"].signatures["generate"](**{k: tf.constant(v)
                                                             for k, v in inputs.items()})
-    piece, _ = requests.to_piece(primer, outputs, meta, primer_piece.qpm)
-    refine_in, rows = requests.refine_inputs(piece, trained["meta"])
+    piece, _ = contract.to_piece(primer, outputs, meta, primer_piece.qpm)
+    refine_in, rows = contract.refine_inputs(piece, trained["meta"])
     refined_out = trained["refine"](**{k: tf.constant(v) for k, v in refine_in.items()})
-    expected = requests.refined(piece, rows, refined_out, trained["meta"])
+    expected = contract.refined(piece, rows, refined_out, trained["meta"])
     assert len(written) == len(expected) > 0
     assert velocities_by_note(written) == velocities_by_note(expected)
     velocities = set(written.velocity.tolist())
@@ -456,9 +459,9 @@ def test_refined_keeps_onsets_and_notes_longer_than_the_model_knows(trained):
     meta = trained["meta"]
     # off-grid onsets, and a final note of 12 quarters (48 steps > max_duration 32)
     piece = from_notes([(67, 0.02, 1), (60, 0, 1), (62, 1.01, 1), (55, 2, 12)], name="long")
-    inputs, rows = requests.refine_inputs(piece, meta)
+    inputs, rows = contract.refine_inputs(piece, meta)
     outputs = trained["refine"](**{k: tf.constant(v) for k, v in inputs.items()})
-    result = requests.refined(piece, rows, outputs, meta)
+    result = contract.refined(piece, rows, outputs, meta)
     np.testing.assert_array_equal(result.start, piece.start)
     np.testing.assert_array_equal(result.pitch, piece.pitch)
     assert result.duration[3] == 12  # left as it was

@@ -42,12 +42,13 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from preprocessing import requests
 from preprocessing.dataset import Settings
 from preprocessing.notes import Vocabulary
 from preprocessing.readers import read_file
 from preprocessing.writers import write_midi
+from serving import contract
 from serving.client import Client, ClientError
+from serving.composer import Composer
 from tests.conftest import (
     BASS,
     MELODY,
@@ -87,7 +88,8 @@ GENERATE_INPUTS = {"notes": {"primer", "num_steps", "temperature", "top_k", "see
 DEFAULT_INPUTS = {"notes": {"context"}, "pianoroll": {"context"},
                   "bars": {"chord", "previous", "seed"}}
 META_KEYS = {"model", "representation", "steps_per_quarter", "encoding", "vocab_size",
-             "max_duration", "max_shift", "keys", "window", "max_steps", "conditional", "inputs"}
+             "max_duration", "max_shift", "keys", "window", "max_steps", "conditional", "inputs",
+             "signatures"}
 
 
 # --- fixtures: MIDI corpus → datasets → tiny trained models → an export folder → a server --------
@@ -202,14 +204,14 @@ def metas(grpc_client) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def primers(metas, primer_piece) -> dict:
     """The primer MIDI in each model's representation."""
-    return {name: requests.primer_steps(primer_piece, metas[name]) for name in SERVED}
+    return {name: contract.primer_steps(primer_piece, metas[name]) for name in SERVED}
 
 
 @pytest.fixture(scope="module")
 def good(metas, primers):
     """`good(name, **settings)`: valid `generate` inputs for the primer (batch of 1)."""
     def make(name, steps=STEPS, **settings):
-        return requests.generate_inputs(primers[name], metas[name], steps, **settings)
+        return contract.generate_inputs(primers[name], metas[name], steps, **settings)
     return make
 
 
@@ -330,7 +332,8 @@ def test_ready_line_lists_models_and_binds_localhost(server):
 
 @pytest.mark.parametrize("name", list(SERVED))
 def test_midi_in_midi_out(client, name, primer_piece, tmp_path):
-    piece, primer_end = client.generate(name, primer_piece, STEPS, seed=7)
+    result = Composer(client, model=name).generate(primer_piece, STEPS, seed=7)
+    piece, primer_end = result.piece, result.primer_end
     path = write_midi(piece, tmp_path / f"{name}.mid")
     back = read_file(path)[0]
     assert len(back.pitch) > 0
@@ -363,12 +366,17 @@ def test_same_seed_same_music_different_seed_different(client, name, good):
 
 
 @pytest.mark.parametrize("name", list(SERVED))
-def test_generate_pieces_match_across_transports(grpc_client, rest_client, name, primer_piece):
-    a, a_end = grpc_client.generate(name, primer_piece, STEPS, seed=11, temperature=0.9)
-    b, b_end = rest_client.generate(name, primer_piece, STEPS, seed=11, temperature=0.9)
-    assert a_end == b_end
+def test_generate_pieces_match_across_transports(grpc_client, rest_client, trained, name,
+                                                 primer_piece):
+    over_grpc, over_rest, in_process = (
+        Composer(target, model=name).generate(primer_piece, STEPS, seed=11, temperature=0.9)
+        for target in (grpc_client, rest_client, trained.export_dir))
+    assert over_grpc.primer_end == over_rest.primer_end == in_process.primer_end
     for field in ("pitch", "start", "duration", "velocity"):
-        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+        np.testing.assert_array_equal(getattr(over_grpc.piece, field),
+                                      getattr(over_rest.piece, field))
+        np.testing.assert_array_equal(getattr(over_grpc.piece, field),
+                                      getattr(in_process.piece, field))
 
 
 @pytest.mark.parametrize("name", list(SERVED))
@@ -424,6 +432,12 @@ def cli(server, primer_midi, workdir):
                  "--timeout", "5"],
         "unknown-model": ["--rest", server.rest, "--model", "nope", "--status"],
         "no-out": ["--server", server.grpc, "--model", "notes", *common],
+        "out-is-a-folder": ["--server", server.grpc, "--model", "notes", *common,
+                            "--out", str(root)],
+        "grpc-at-the-rest-port": ["--server", server.rest.removeprefix("http://"), "--model",
+                                  "notes", "--status", "--timeout", "20"],
+        "rest-at-the-grpc-port": ["--rest", f"http://{server.grpc}", "--model", "notes",
+                                  "--status", "--timeout", "20"],
     }
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = {name: subprocess.Popen([sys.executable, "-m", "serving.client", *args], cwd=REPO,
@@ -434,7 +448,7 @@ def cli(server, primer_midi, workdir):
     for name, proc in procs.items():
         stdout, stderr = proc.communicate(timeout=240)
         results[name] = (proc.returncode, stdout, stderr)
-    results["root"], results["wav"] = root, wav
+    results["root"], results["wav"], results["server"] = root, wav, server
     return results
 
 
@@ -447,7 +461,7 @@ def test_cli_generate_writes_the_same_midi_as_the_client(cli, case, name, grpc_c
     assert f"→ {out}" in stdout
     back = read_file(out)[0]
     assert len(back.pitch) > 0
-    expected, _ = grpc_client.generate(name, primer_piece, STEPS, seed=7)
+    expected = Composer(grpc_client, model=name).generate(primer_piece, STEPS, seed=7).piece
     assert sorted(zip(back.pitch.tolist(), back.start.tolist())) == \
         sorted(zip(expected.pitch.tolist(), expected.start.tolist()))
 
@@ -484,6 +498,18 @@ def test_cli_errors_exit_2_with_one_line(cli):
     assert rc == 2 and "HTTP 404" in stderr and "no model 'nope'" in stderr, stderr
     rc, stdout, stderr = cli["no-out"]
     assert rc == 2 and "--out" in stderr, stderr
+    rest, grpc_address = cli["server"].rest, cli["server"].grpc
+    expected = {
+        "out-is-a-folder": f"error: --out: {cli['root']} is a folder; give a file name, e.g. "
+                           f"{cli['root'] / 'out.mid'}",
+        "grpc-at-the-rest-port": f"error: {rest.removeprefix('http://')} answers, but not with "
+                                 f"gRPC: is it the REST port? (for REST: --rest {rest})",
+        "rest-at-the-grpc-port": f"error: http://{grpc_address} answers, but not with "
+                                 f"HTTP/1.1: is it the gRPC port? (for gRPC: --server "
+                                 f"{grpc_address})"}
+    for case, line in expected.items():
+        rc, stdout, stderr = cli[case]
+        assert (rc, stderr.strip().splitlines()) == (2, [line]), (case, stderr)
 
 
 # --- 2. status and metadata ----------------------------------------------------------------------
@@ -596,9 +622,9 @@ GRPC_BAD = {
     "two num_steps for one row": ("notes", {}, _set("num_steps", np.asarray([4, 4], np.int32)),
                                   "INVALID_ARGUMENT", ["num_steps: one value per row"]),
     "temperature zero": ("notes", {}, _set("temperature", np.asarray([0.0], np.float32)),
-                         "INVALID_ARGUMENT", ["temperature must be a number in (0, 10]"]),
+                         "INVALID_ARGUMENT", ["temperature must be > 0 and <= 10"]),
     "temperature negative": ("roll", {}, _set("temperature", np.asarray([-1.0], np.float32)),
-                             "INVALID_ARGUMENT", ["temperature must be a number in (0, 10]"]),
+                             "INVALID_ARGUMENT", ["temperature must be > 0 and <= 10"]),
     "primer event without a shift": ("notes", {}, _set("primer", np.asarray([["C4|4"]], object)),
                                      "INVALID_ARGUMENT",
                                      ["primer: every event is TOKEN|DURATION|SHIFT"]),
@@ -651,8 +677,8 @@ def test_grpc_client_errors_carry_code_and_message(grpc_client, primer_piece):
     with pytest.raises(ClientError, match=r"^NOT_FOUND: no model 'nope'"):
         grpc_client.status("nope")
     with pytest.raises(ClientError,
-                       match=r"^INVALID_ARGUMENT: temperature must be a number in \(0, 10\]"):
-        grpc_client.generate("notes", primer_piece, 4, temperature=-1.0)
+                       match=r"^INVALID_ARGUMENT: temperature must be > 0 and <= 10"):
+        Composer(grpc_client, model="notes").generate(primer_piece, 4, temperature=-1.0)
 
 
 def test_grpc_tensor_of_an_unusable_dtype_is_invalid_argument(server, stub, good):
@@ -669,7 +695,7 @@ def test_grpc_tensor_of_an_unusable_dtype_is_invalid_argument(server, stub, good
 
 @pytest.mark.parametrize("transport", ["grpc", "rest"])
 def test_malformed_primer_duration_names_the_primer(transport, server, stub, good):
-    """BUG (trainer/export.py, Exported._parse): "C4|x|2" should fail with the signature's own
+    """BUG (NextStepExport._parse): "C4|x|2" should fail with the signature's own
     "primer: DURATION and SHIFT are whole numbers of grid steps", but `tf.strings.to_number`
     runs before that assertion (no control dependency), so the client gets TensorFlow's
     "StringToNumberOp could not correctly convert string: x", which does not name the input."""
@@ -736,7 +762,7 @@ REST_BAD = {
                                [f"num_steps must be <= {MAX_STEPS}"]),
     "temperature zero": ("POST", "/v1/models/roll:predict",
                          _body(lambda i: {**i, "temperature": [0.0]}, name="roll"), 400,
-                         ["temperature must be a number in (0, 10]"]),
+                         ["temperature must be > 0 and <= 10"]),
     "malformed primer event": ("POST", "/v1/models/notes:predict",
                                _body(lambda i: {**i, "primer": [["C4|4", "E4|2|2"]]}), 400,
                                ["primer: every event is TOKEN|DURATION|SHIFT"]),

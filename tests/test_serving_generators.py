@@ -1,6 +1,7 @@
 """serving, end to end, for the newer generators: a conditional lstm (key and density), a vae
 (interpolate), a wgan_gp (form) and a refine model, served by one real `python -m serving.server`
-and reached through `serving.client.Client` (gRPC and REST) and its CLI (`serving.client.main`).
+and reached through `serving.composer.Composer` over `serving.client.Client` (gRPC and REST) and
+the client's CLI (`serving.client.main`).
 
 Everything is real: MIDI files written with mido, the four models trained at tiny size by
 `python -m trainer.task` in this process and exported into one folder with its models.config,
@@ -23,15 +24,15 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from preprocessing import requests
 from preprocessing.readers import read_file
 from serving import client as client_cli
+from serving import contract
 from serving.client import Client, ClientError
+from serving.composer import Composer
 from tests.conftest import Server, notes_of, start_server, stop_server, two_voices, write_midi_file
 from trainer import conditions, export, task
 from trainer import data as data_lib
 from trainer.config import Config
-from trainer.generate import read_metadata
 from trainer.models import MODELS
 
 SEGMENT = 16  # --seq-len of every model
@@ -126,7 +127,7 @@ def client(request, grpc_client, rest_client) -> Client:
 @pytest.fixture(scope="module")
 def metas(exports) -> dict[str, dict]:
     """Each model's metadata, read in this process."""
-    return {name: read_metadata(loaded) for name, loaded in exports.loaded.items()}
+    return {name: Composer(loaded).metadata() for name, loaded in exports.loaded.items()}
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -216,11 +217,11 @@ def key_profiles(exports) -> np.ndarray:
 def test_generate_with_key_and_density_sets_the_condition(client, exports, metas, pieces,
                                                           key_profiles):
     meta = metas["cond"]
-    primer = requests.primer_steps(pieces["primer"], meta)
+    primer = contract.primer_steps(pieces["primer"], meta)
     assert len(primer) == SEGMENT
 
     def generate(**settings):
-        inputs = requests.generate_inputs(primer, meta, 12, seed=7, **settings)
+        inputs = contract.generate_inputs(primer, meta, 12, seed=7, **settings)
         served = client.predict("cond", "generate", inputs)
         assert_same_outputs(served, in_process(exports, "cond", "generate", inputs))
         assert normalized(served["tokens"]).shape == (1, 12)
@@ -248,26 +249,31 @@ def test_generate_with_key_and_density_sets_the_condition(client, exports, metas
 def test_client_generate_with_key_and_density_is_the_in_process_piece(client, exports, metas,
                                                                       pieces):
     meta = metas["cond"]
-    piece, primer_end = client.generate("cond", pieces["primer"], 12, seed=7, key="G",
-                                        density=0.5)
-    primer = requests.primer_steps(pieces["primer"], meta)
-    inputs = requests.generate_inputs(primer, meta, 12, seed=7, key="G", density=0.5)
-    expected, expected_end = requests.to_piece(
+    result = Composer(client, model="cond").generate(pieces["primer"], 12, seed=7, key="G",
+                                                     density=0.5)
+    piece, primer_end = result.piece, result.primer_end
+    primer = contract.primer_steps(pieces["primer"], meta)
+    inputs = contract.generate_inputs(primer, meta, 12, seed=7, key="G", density=0.5)
+    expected, expected_end = contract.to_piece(
         primer, in_process(exports, "cond", "generate", inputs), meta, pieces["primer"].qpm)
     assert primer_end == expected_end > 0
     assert len(piece) > 0 and full_notes(piece) == full_notes(expected)
+    # the result also holds the request and the condition the model used
+    assert result.inputs["key"].tolist() == ["G"]
+    np.testing.assert_array_equal(normalized(result.outputs["condition"]),
+                                  normalized(in_process(exports, "cond", "generate",
+                                                        inputs)["condition"]))
 
 
 def test_unknown_key_is_a_client_side_error(grpc_client, pieces):
-    from preprocessing.piece import InputError
-
-    with pytest.raises(InputError):
-        grpc_client.generate("cond", pieces["primer"], 8, key="H minor")
-    with pytest.raises(InputError, match=r"^--density: 1.5 is not in 0-1"):
-        grpc_client.generate("cond", pieces["primer"], 8, density=1.5)
+    composer = Composer(grpc_client, model="cond")
+    with pytest.raises(ClientError, match=r"^--key: 'H minor' is not a key"):
+        composer.generate(pieces["primer"], 8, key="H minor")
+    with pytest.raises(ClientError, match=r"^--density: 1.5 is not in 0-1"):
+        composer.generate(pieces["primer"], 8, density=1.5)
     # the server checks it too, for clients that are not this one
     meta = grpc_client.metadata("cond")
-    inputs = requests.generate_inputs(requests.primer_steps(pieces["primer"], meta), meta, 8)
+    inputs = contract.generate_inputs(contract.primer_steps(pieces["primer"], meta), meta, 8)
     inputs["density"] = np.asarray([1.5], np.float32)
     with pytest.raises(ClientError, match=r"^INVALID_ARGUMENT: density must be <= 1"):
         grpc_client.predict("cond", "generate", inputs)
@@ -277,9 +283,9 @@ def test_unknown_key_is_a_client_side_error(grpc_client, pieces):
 
 def test_interpolate_over_the_wire_is_the_in_process_blend(client, exports, metas, pieces):
     meta = metas["vae"]
-    a = requests.primer_steps(pieces["primer"], meta)
-    b = requests.primer_steps(pieces["other"], meta)
-    inputs = requests.interpolate_inputs(a, b, meta, 3, threshold=0.5, seed=2)
+    a = contract.primer_steps(pieces["primer"], meta)
+    b = contract.primer_steps(pieces["other"], meta)
+    inputs = contract.interpolate_inputs(a, b, meta, 3, threshold=0.5, seed=2)
     served = client.predict("vae", "interpolate", inputs)
     local = in_process(exports, "vae", "interpolate", inputs)
     assert_same_outputs(served, local)
@@ -292,9 +298,10 @@ def test_interpolate_over_the_wire_is_the_in_process_blend(client, exports, meta
     np.testing.assert_array_equal(first, decoded["a"])
     np.testing.assert_array_equal(last, decoded["b"])
 
-    piece, start = client.interpolate("vae", pieces["primer"], pieces["other"], 3,
-                                      threshold=0.5, seed=2)
-    expected, _ = requests.to_piece(a[:0], local, meta, pieces["primer"].qpm)
+    result = Composer(client, model="vae").interpolate(pieces["primer"], pieces["other"], 3,
+                                                       threshold=0.5, seed=2)
+    piece, start = result.piece, result.primer_end
+    expected, _ = contract.to_piece(a[:0], local, meta, pieces["primer"].qpm)
     assert start == 0.0
     assert len(piece) > 0 and full_notes(piece) == full_notes(expected)
     assert piece.end <= 3 * SEGMENT / 4 + 1e-9  # the blend alone, no primer
@@ -302,8 +309,8 @@ def test_interpolate_over_the_wire_is_the_in_process_blend(client, exports, meta
 
 def test_vae_generate_and_likelihood_over_the_wire(client, exports, metas, pieces):
     meta = metas["vae"]
-    primer = requests.primer_steps(pieces["primer"], meta)
-    inputs = requests.generate_inputs(primer, meta, 21, seed=4)
+    primer = contract.primer_steps(pieces["primer"], meta)
+    inputs = contract.generate_inputs(primer, meta, 21, seed=4)
     served = client.predict("vae", "generate", inputs)
     assert_same_outputs(served, in_process(exports, "vae", "generate", inputs))
     assert np.asarray(served["frames"]).shape == (1, 21, KEYS)
@@ -317,9 +324,10 @@ def test_vae_generate_and_likelihood_over_the_wire(client, exports, metas, piece
 
 def test_generate_with_a_form_is_the_in_process_piece(client, exports, metas, pieces):
     meta = metas["gan"]
-    piece, primer_end = client.generate("gan", pieces["primer"], 3 * SEGMENT, seed=3,
-                                        form="ABA")
-    inputs = requests.generate_inputs(requests.primer_steps(pieces["primer"], meta), meta,
+    gan = Composer(client, model="gan")
+    result = gan.generate(pieces["primer"], 3 * SEGMENT, seed=3, form="ABA")
+    piece, primer_end = result.piece, result.primer_end
+    inputs = contract.generate_inputs(contract.primer_steps(pieces["primer"], meta), meta,
                                       3 * SEGMENT, seed=3, form="ABA")
     assert inputs["form"].tolist() == ["ABA"]
     served = client.predict("gan", "generate", inputs)
@@ -328,13 +336,13 @@ def test_generate_with_a_form_is_the_in_process_piece(client, exports, metas, pi
     a, b, a_again = segments(local["frames"][0])
     np.testing.assert_array_equal(a, a_again)
     assert not np.array_equal(a, b)
-    expected, _ = requests.to_piece(np.zeros((0, KEYS), np.float32), local, meta,
+    expected, _ = contract.to_piece(np.zeros((0, KEYS), np.float32), local, meta,
                                     pieces["primer"].qpm)
     assert primer_end == 0.0  # composed from noise: no primer in the piece
     assert len(piece) > 0 and full_notes(piece) == full_notes(expected)
     # lower case is the same form: the client upper-cases it
-    again, _ = client.generate("gan", pieces["primer"], 3 * SEGMENT, seed=3, form=" aba ")
-    assert full_notes(again) == full_notes(piece)
+    again = gan.generate(pieces["primer"], 3 * SEGMENT, seed=3, form=" aba ")
+    assert full_notes(again.piece) == full_notes(piece)
 
 
 def test_gan_serving_default_over_the_wire(client, exports):
@@ -349,7 +357,7 @@ def test_gan_serving_default_over_the_wire(client, exports):
 def test_an_invalid_form_is_invalid_argument_in_one_line(client, pieces, form):
     transport = "HTTP 400" if client.rest else "INVALID_ARGUMENT"
     with pytest.raises(ClientError) as info:
-        client.generate("gan", pieces["primer"], SEGMENT, form=form)
+        Composer(client, model="gan").generate(pieces["primer"], SEGMENT, form=form)
     assert str(info.value) == f"{transport}: {FORM_ERROR}"
 
 
@@ -358,12 +366,12 @@ def test_an_invalid_form_is_invalid_argument_in_one_line(client, pieces, form):
 def test_refine_over_the_wire_is_the_in_process_refinement(client, exports, metas, pieces):
     meta = metas["refine"]
     piece = pieces["primer"]
-    refined = client.refine("refine", piece)
-    inputs, rows = requests.refine_inputs(piece, meta)
+    refined = Composer(client, model="refine").refine(piece).piece
+    inputs, rows = contract.refine_inputs(piece, meta)
     served = client.predict("refine", "refine", inputs)
     local = in_process(exports, "refine", "refine", inputs)
     assert_same_outputs(served, local)
-    expected = requests.refined(piece, rows, local, meta)
+    expected = contract.refined(piece, rows, local, meta)
     assert full_notes(refined) == full_notes(expected)
     # the notes stay where they were; velocities come from the model
     assert sorted(zip(refined.pitch.tolist(), refined.start.tolist())) == \
@@ -382,9 +390,13 @@ def test_cli_key_density_and_refine_write_the_client_piece(server, grpc_client, 
                                  "--density", 0.5, "--refine", "refine", "--out", out)
     assert rc == 0, stderr
     assert stdout.strip().endswith(f"→ {out}")
-    generated, _ = grpc_client.generate("cond", pieces["primer"], 12, seed=7, key="G",
-                                        density=0.5)
-    expected = grpc_client.refine("refine", generated)
+    cond = Composer(grpc_client, model="cond")
+    composition = cond.generate(pieces["primer"], 12, seed=7, key="G", density=0.5)
+    generated = composition.piece
+    refined = cond.refine(composition, refiner=Composer(grpc_client, model="refine"))
+    assert refined.primer_end == composition.primer_end > 0
+    assert set(refined.outputs) == {"velocity", "duration"}
+    expected = refined.piece
     (back,) = read_file(out)
     assert len(back) > 0 and full_notes(back) == full_notes(expected)
     assert notes_of(back) != notes_of(generated) or \
@@ -397,8 +409,8 @@ def test_cli_interpolate_writes_the_blend(server, rest_client, midi, pieces, tmp
                                  midi["primer"], "--interpolate", midi["other"], "--steps", 3,
                                  "--threshold", 0.5, "--seed", 2, "--out", out)
     assert rc == 0, stderr
-    expected, _ = rest_client.interpolate("vae", pieces["primer"], pieces["other"], 3,
-                                          threshold=0.5, seed=2)
+    expected = Composer(rest_client, model="vae").interpolate(
+        pieces["primer"], pieces["other"], 3, threshold=0.5, seed=2).piece
     (back,) = read_file(out)
     assert len(back) > 0 and full_notes(back) == full_notes(expected)
 
@@ -412,8 +424,8 @@ def test_cli_form_writes_the_repeating_piece(server, grpc_client, midi, pieces, 
                                  "--steps", 4 * SEGMENT, "--seed", 5, "--form", "ABAB",
                                  "--out", out)
     assert rc == 0, stderr
-    expected, _ = grpc_client.generate("gan", pieces["primer"], 4 * SEGMENT, seed=5,
-                                       form="ABAB")
+    expected = Composer(grpc_client, model="gan").generate(pieces["primer"], 4 * SEGMENT,
+                                                           seed=5, form="ABAB").piece
     (back,) = read_file(out)
     assert len(back) > 0 and full_notes(back) == full_notes(expected)
 
@@ -430,7 +442,7 @@ CLI_ERRORS = {
     "interpolate on the gan": (["--server", "{grpc}", "--model", "gan", "--interpolate",
                                 "{other}"],
                                "error: --interpolate: wgan_gp has no interpolate signature "
-                               "(vae has)"),
+                               "(it has generate, metadata, serving_default)"),
     "refine with the vae": (["--server", "{grpc}", "--model", "cond", "--refine", "vae"],
                             "error: --refine: vae is not a refine model (train one with python "
                             "-m trainer.task --model refine)"),

@@ -24,14 +24,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from preprocessing import pianoroll, requests
+from preprocessing import pianoroll
 from preprocessing.piece import InputError
 from preprocessing.readers import read_file
+from serving import contract
+from serving.composer import Composer
 from tests.conftest import notes_of, two_voices, write_midi_file
 from trainer import data as data_lib
-from trainer import decoders, evaluate, generate, rng, task
+from trainer import evaluate, generate, rng, task
 from trainer.config import Config
-from trainer.generate import read_metadata
 from trainer.models import MODELS, vae, wgan_gp
 
 SEGMENT = 16  # --seq-len: the vae's segment and the GAN's
@@ -60,7 +61,7 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def metadata(loaded) -> dict:
-    return read_metadata(loaded)
+    return Composer(loaded).metadata()
 
 
 # --- fixtures: MIDI corpus → trained jobs → exported and reloaded models --------------------------
@@ -153,7 +154,7 @@ def gan(request, gans) -> Job:
 def primers(vae_job, pieces) -> list[np.ndarray]:
     """The opening 20 frames of each piece (longer than a segment)."""
     meta = vae_job.meta
-    out = [requests.primer_steps(p, meta, 20) for p in pieces]
+    out = [contract.primer_steps(p, meta, 20) for p in pieces]
     assert all(p.shape == (20, KEYS) for p in out)
     return out
 
@@ -339,7 +340,7 @@ def test_vae_generate_rows_are_independent_and_masked(vae_job, primers):
 
 
 def test_vae_generate_is_the_eager_decoder(vae_job, primers):
-    """The exported loop and `decoders.generate_vae` run eagerly on the reloaded Keras model
+    """The exported loop and `vae.generate` run eagerly on the reloaded Keras model
     (the family's `sample`) give the same frames."""
     spec = data_lib.spec_of(vae_job.job / "data")
     for seed, steps in ((4, 37), (9, 16)):
@@ -362,9 +363,9 @@ def test_walk_steps():
     previous = tf.constant([[1.0, -2.0]])
     noise = tf.constant([[0.5, 0.25]])
     temperature = tf.constant([2.0])
-    np.testing.assert_allclose(decoders.walk(previous, noise, 0.0, temperature), [[1.0, 0.5]])
-    np.testing.assert_allclose(decoders.walk(previous, noise, 1.0, temperature), [[1.0, -2.0]])
-    np.testing.assert_allclose(decoders.walk(previous, noise, 0.6, temperature),
+    np.testing.assert_allclose(vae.walk(previous, noise, 0.0, temperature), [[1.0, 0.5]])
+    np.testing.assert_allclose(vae.walk(previous, noise, 1.0, temperature), [[1.0, -2.0]])
+    np.testing.assert_allclose(vae.walk(previous, noise, 0.6, temperature),
                                [[0.6 + 0.8 * 1.0, -1.2 + 0.8 * 0.5]], rtol=1e-6)
 
 
@@ -406,7 +407,7 @@ INTERPOLATE_ERRORS = {
                         rf"num_points must be <= {4096 // SEGMENT} \(max_steps / segment\)"),
     "b per row": (dict(b=np.zeros((2, 16, KEYS), np.float32)), r"b: one row per a row"),
     "empty b": (dict(b=np.zeros((1, 0, KEYS), np.float32)), r"b is empty"),
-    "temperature 0": (dict(temperature=[0.0]), r"temperature must be a number in \(0, 10\]"),
+    "temperature 0": (dict(temperature=[0.0]), r"temperature must be > 0 and <= 10"),
     "seed per row": (dict(seed=[1, 2]), r"seed: one value per row"),
 }
 
@@ -428,17 +429,17 @@ def test_bad_interpolate_requests_are_invalid_argument_errors(vae_job, primers, 
 def test_slerp_endpoints_midpoint_and_the_parallel_fallback():
     a = tf.constant([[1.0, 0.0, 0.0], [1.0, 2.0, 2.0], [1.0, 2.0, 2.0]])
     b = tf.constant([[0.0, 3.0, 0.0], [2.0, 4.0, 4.0], [-1.0, -2.0, -2.0]])
-    np.testing.assert_allclose(decoders.slerp(a, b, tf.zeros([3])).numpy(), a.numpy(),
+    np.testing.assert_allclose(vae.slerp(a, b, tf.zeros([3])).numpy(), a.numpy(),
                                atol=1e-6)
-    np.testing.assert_allclose(decoders.slerp(a, b, tf.ones([3])).numpy(), b.numpy(),
+    np.testing.assert_allclose(vae.slerp(a, b, tf.ones([3])).numpy(), b.numpy(),
                                atol=1e-5)
-    half = decoders.slerp(a, b, tf.fill([3], 0.5)).numpy()
+    half = vae.slerp(a, b, tf.fill([3], 0.5)).numpy()
     # orthogonal: the weights are sin(pi/4) / sin(pi/2) for both
     np.testing.assert_allclose(half[0], [np.sqrt(0.5), 3 * np.sqrt(0.5), 0.0], rtol=1e-5)
     # parallel (b = 2a) and opposite (b = -a): linear interpolation
     np.testing.assert_allclose(half[1], [1.5, 3.0, 3.0], rtol=1e-6)
     np.testing.assert_allclose(half[2], [0.0, 0.0, 0.0], atol=1e-6)
-    quarter = decoders.slerp(a[1:2], b[1:2], tf.constant([0.25])).numpy()
+    quarter = vae.slerp(a[1:2], b[1:2], tf.constant([0.25])).numpy()
     np.testing.assert_allclose(quarter[0], 0.75 * a.numpy()[1] + 0.25 * b.numpy()[1],
                                rtol=1e-6)
     assert np.isfinite(half).all()
@@ -446,9 +447,9 @@ def test_slerp_endpoints_midpoint_and_the_parallel_fallback():
 
 def test_segment_of_takes_the_last_frames_or_pads_the_start():
     frames = tf.reshape(tf.range(1.0, 7.0), [1, 6, 1])
-    np.testing.assert_array_equal(decoders.segment_of(frames, 4).numpy()[0, :, 0],
+    np.testing.assert_array_equal(vae.segment_of(frames, 4).numpy()[0, :, 0],
                                   [3, 4, 5, 6])
-    np.testing.assert_array_equal(decoders.segment_of(frames, 8).numpy()[0, :, 0],
+    np.testing.assert_array_equal(vae.segment_of(frames, 8).numpy()[0, :, 0],
                                   [0, 0, 1, 2, 3, 4, 5, 6])
 
 
@@ -482,7 +483,7 @@ def test_evaluate_reports_the_vae_likelihood(vae_job, corpus, pieces, tmp_path):
     assert set(like) == {"nll_per_frame", "frames", "precision", "recall", "f1"}
     # every frame of every held-out piece, scored by the log_likelihood signature
     signature, meta = vae_job.loaded.signatures["log_likelihood"], vae_job.meta
-    rolls = [requests.primer_steps(p, meta, length=10**9) for p in pieces]
+    rolls = [contract.primer_steps(p, meta, length=10**9) for p in pieces]
     total = sum(float(signature(frames=tf.constant(r[None]))["nll"].numpy().sum())
                 for r in rolls)
     assert like["frames"] == sum(len(r) for r in rolls)
@@ -494,24 +495,25 @@ def test_evaluate_reports_the_vae_likelihood(vae_job, corpus, pieces, tmp_path):
 def test_request_helpers_refuse_what_the_vae_does_not_take(vae_job, primers, gans):
     meta = vae_job.meta
     with pytest.raises(InputError, match=r"^--form: vae does not take a form \(wgan_gp does\)"):
-        requests.generate_inputs(primers[0], meta, 16, form="AB")
+        contract.generate_inputs(primers[0], meta, 16, form="AB")
     with pytest.raises(InputError, match=r"^--key: vae is not conditional"):
-        requests.generate_inputs(primers[0], meta, 16, key="C")
-    inputs = requests.interpolate_inputs(primers[0], primers[1], meta, 3, threshold=0.5, seed=2)
+        contract.generate_inputs(primers[0], meta, 16, key="C")
+    inputs = contract.interpolate_inputs(primers[0], primers[1], meta, 3, threshold=0.5, seed=2)
     assert {k: v.shape for k, v in inputs.items()} == {
         "a": (1, 20, KEYS), "b": (1, 20, KEYS), "num_points": (1,), "temperature": (1,),
         "threshold": (1,), "seed": (1,)}
     with pytest.raises(InputError, match=r"^--interpolate: wgan_gp has no interpolate "
-                                         r"signature \(vae has\)"):
-        requests.interpolate_inputs(primers[0], primers[1], gans("cnn").meta, 3)
+                                         r"signature \(it has generate, metadata, "
+                                         r"serving_default\)$"):
+        contract.interpolate_inputs(primers[0], primers[1], gans("cnn").meta, 3)
 
 
 def test_to_piece_keeps_the_vae_primer(vae_job, primers):
     meta = vae_job.meta
-    inputs = requests.generate_inputs(primers[0], meta, 16, seed=1)
+    inputs = contract.generate_inputs(primers[0], meta, 16, seed=1)
     outputs = vae_job.loaded.signatures["generate"](**{k: tf.constant(v)
                                                        for k, v in inputs.items()})
-    piece, primer_end = requests.to_piece(primers[0], outputs, meta)
+    piece, primer_end = contract.to_piece(primers[0], outputs, meta)
     assert primer_end == 20 / 4
     frames = np.concatenate([primers[0], outputs["frames"].numpy()[0]])
     expected = pianoroll.roll_to_piece(pianoroll.from_frames(frames, "active"), 4, 120.0)
@@ -718,19 +720,19 @@ def test_serving_default_maps_noise_to_key_probabilities(gan):
 
 
 def test_form_letters():
-    letters = decoders.form_letters(tf.constant(["", "AB", "ABCAB"]), 6).numpy()
+    letters = wgan_gp.form_letters(tf.constant(["", "AB", "ABCAB"]), 6).numpy()
     assert letters.tolist() == [[0, 1, 2, 3, 4, 5], [0, 1, 0, 1, 0, 1], [0, 1, 2, 0, 1, 0]]
-    assert decoders.form_letters(tf.constant(["C"]), 2).numpy().tolist() == [[2, 2]]
+    assert wgan_gp.form_letters(tf.constant(["C"]), 2).numpy().tolist() == [[2, 2]]
 
 
 def test_to_piece_of_a_gan_leaves_the_primer_out(gans, primers):
     loaded = gans("cnn").loaded
     meta = metadata(loaded)
-    inputs = requests.generate_inputs(primers[0], meta, 32, seed=5, form=" aba ")
+    inputs = contract.generate_inputs(primers[0], meta, 32, seed=5, form=" aba ")
     assert inputs["form"].tolist() == ["ABA"]  # trimmed and upper-cased
     assert set(inputs) == set(GAN_INPUTS.split(","))
     outputs = loaded.signatures["generate"](**{k: tf.constant(v) for k, v in inputs.items()})
-    piece, primer_end = requests.to_piece(primers[0], outputs, meta)
+    piece, primer_end = contract.to_piece(primers[0], outputs, meta)
     assert primer_end == 0.0
     frames = outputs["frames"].numpy()[0]
     expected = pianoroll.roll_to_piece(pianoroll.from_frames(frames, "active"), 4, 120.0)

@@ -1,5 +1,5 @@
 """Training, export and generation for the composer models."""
 
-import os
+from serving.quiet import quiet_tensorflow
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
+quiet_tensorflow()  # every trainer module needs TensorFlow: import it once, without the noise

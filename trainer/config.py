@@ -51,7 +51,7 @@ class Config:
         if self.strategy not in STRATEGIES:
             raise InputError(f"--strategy: unknown {self.strategy!r}; choose from "
                              f"{', '.join(STRATEGIES)}")
-        if self.strategy == "multiworker":
+        if self.multiworker:
             if not family.plain_loss:
                 raise InputError(f"--strategy multiworker: {self.model} trains with its own "
                                  "train_step; use --strategy default or mirrored")
@@ -67,6 +67,12 @@ class Config:
                 raise InputError(f"--hparams: {name}={self.hparams[name]!r}; choose from "
                                  f"{', '.join(choices)}")
         self.job_dir = self.job_dir or str(Path("jobs") / self.model)
+
+    @property
+    def multiworker(self) -> bool:
+        """Whether this task is one worker of several (`--strategy multiworker`): its own
+        training loop, its own data folder and job folder, and no reuse of a finished job."""
+        return self.strategy == "multiworker"
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self), indent=1))

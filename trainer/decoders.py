@@ -1,9 +1,11 @@
-"""In-graph generation: trained models run one step at a time inside a TensorFlow loop.
+"""In-graph generation shared by the families: draws, and next-step decoders that run trained
+models one step at a time inside a TensorFlow loop.
 
 Recurrent layers run their cells and carry (h, c); causal self-attention keeps the last
-`attention_width` inputs it attends to; `bilstm`, which reads whole windows, re-reads a rolling
+`attention_width` inputs it attends to; a model that reads whole windows re-reads a rolling
 window. Draws use `rng` (per-row counter-based), so a row's output depends on its own seed only,
-and `sampling` reproduces every draw in NumPy.
+and `sampling` reproduces every draw in NumPy. A family with a loop of its own keeps it in its
+module (`trainer/models/`).
 """
 
 from __future__ import annotations
@@ -201,65 +203,13 @@ def batch_major(stacked):
     return tf.transpose(stacked, tf.concat([[1, 0], tf.range(2, tf.rank(stacked))], 0))
 
 
-def generate_seq2seq(model, spec: DataSpec, primer, num_steps, temperature, threshold, seed):
-    """`seq2seq`: the encoder reads the primer once; the decoder writes max(num_steps) frames."""
-    batch, length = tf.shape(primer)[0], tf.shape(primer)[1]
-
-    def zeros(layer):
-        n = 2 if isinstance(layer, keras.layers.LSTM) else 1
-        return [tf.zeros([batch, layer.units]) for _ in range(n)]
-
-    def run(layers, x, states):
-        new = []
-        for layer, state in zip(layers, states):
-            x, state = layer.cell(x, state)
-            new.append(list(state))
-        return x, new
-
-    _, states = tf.while_loop(lambda t, s: t < length,
-                              lambda t, s: (t + 1, run(model.encoder, primer[:, t], s)[1]),
-                              (0, [zeros(layer) for layer in model.encoder]))
-    frame = tf.concat([tf.zeros([batch, spec.keys]), tf.ones([batch, 1])], 1)  # start
-    steps = tf.reduce_max(num_steps)
-
-    def body(i, frame, states, out):
-        h, states = run(model.decoder, frame, states)
-        x = bernoulli(model.logits(model.hidden(h)), temperature, threshold,
-                      rng.uniform_tf(seed, i, 0, spec.keys))
-        return i + 1, tf.concat([x, tf.zeros([batch, 1])], 1), states, out.write(i, x)
-
-    *_, out = tf.while_loop(lambda i, *_: i < steps, body,
-                            (0, frame, states, tf.TensorArray(tf.float32, steps)))
-    return batch_major(out.stack())
-
-
-def generate_midinet(model, chords, num_bars, seed):
-    """`midinet`: max(num_bars) bars [B, n, 16, 128], bar b over chord b (cycling the chords),
-    each conditioned on the bar before it; a step sounds its likeliest pitch when p > 0.5."""
-    batch, count = tf.shape(chords)[0], tf.shape(chords)[1]
-    steps = tf.reduce_max(num_bars)
-
-    def body(b, previous, out):
-        z = rng.normal_tf(seed, b, 0, model.noise)
-        probs = model.generate(z, chords[:, b % count], previous)[..., 0]
-        on = tf.reduce_max(probs, axis=-1) > 0.5
-        bar = tf.one_hot(tf.argmax(probs, axis=-1), probs.shape[-1]) * tf.cast(on, tf.float32)[
-            ..., None]
-        return b + 1, bar[..., None], out.write(b, bar)
-
-    previous = tf.zeros([batch, 16, 128, 1])
-    *_, out = tf.while_loop(lambda b, *_: b < steps, body,
-                            (0, previous, tf.TensorArray(tf.float32, steps)))
-    return batch_major(out.stack())
-
-
 def joined(segments: tf.TensorArray, keys: int):
     """Segments written one per loop step ([count] x [B, T, keys]) → frames [B, count * T, keys]."""
     frames = batch_major(segments.stack())
     return tf.reshape(frames, [tf.shape(frames)[0], -1, keys])
 
 
-def _frames_of(logits, temperature, threshold, seed, step):
+def frames_of(logits, temperature, threshold, seed, step):
     """Bernoulli frames [B, T, keys] of key logits, drawn with `rng` stream 0 of `step`."""
     shape = tf.shape(logits)
     flat = tf.reshape(logits, [shape[0], -1])
@@ -267,104 +217,3 @@ def _frames_of(logits, temperature, threshold, seed, step):
     return tf.reshape(bernoulli(flat, temperature, threshold, u), shape)
 
 
-def walk(previous, noise, rho, temperature):
-    """The next segment's latent: rho x the last one plus fresh prior noise (scaled by the
-    temperature), keeping unit variance when the last one had it."""
-    return rho * previous + tf.sqrt(1.0 - rho * rho) * temperature[:, None] * noise
-
-
-def segment_of(frames, length: int):
-    """The last `length` frames of [B, L, keys], zero-padded at the start when shorter."""
-    pad = tf.maximum(length - tf.shape(frames)[1], 0)
-    frames = tf.pad(frames, [[0, 0], [pad, 0], [0, 0]])
-    return frames[:, -length:]
-
-
-def generate_vae(model, primer, num_steps, temperature, threshold, seed):
-    """`vae`: segments decoded from a walk in latent space that starts at the primer's code.
-
-    The primer's last segment is encoded to its posterior mean; each next latent keeps
-    `model.walk` of the one before and adds prior noise scaled by the temperature (walk 0:
-    independent samples from the prior). Returns frames [B, n, keys], n = max(num_steps).
-    """
-    z, _ = model.encode(segment_of(primer, model.segment))
-    steps = tf.reduce_max(num_steps)
-    count = (steps + model.segment - 1) // model.segment
-    rho = tf.constant(model.walk, tf.float32)
-
-    def body(k, z, out):
-        z = walk(z, rng.normal_tf(seed, k, 1, model.latent), rho, temperature)
-        return k + 1, z, out.write(k, _frames_of(model.decode(z), temperature, threshold,
-                                                 seed, k))
-
-    *_, out = tf.while_loop(lambda k, *_: k < count, body,
-                            (0, z, tf.TensorArray(tf.float32, count)))
-    return joined(out, model.keys)[:, :steps]
-
-
-def slerp(a, b, t):
-    """Spherical interpolation between rows of a and b at fractions t [B] (linear where the two
-    are parallel)."""
-    unit = tf.math.l2_normalize
-    cos = tf.clip_by_value(tf.reduce_sum(unit(a, -1) * unit(b, -1), -1), -1.0, 1.0)
-    omega = tf.acos(cos)
-    sin = tf.sin(omega)
-    safe = sin > 1e-4
-    wa = tf.where(safe, tf.sin((1.0 - t) * omega) / tf.where(safe, sin, 1.0), 1.0 - t)
-    wb = tf.where(safe, tf.sin(t * omega) / tf.where(safe, sin, 1.0), t)
-    return wa[:, None] * a + wb[:, None] * b
-
-
-def interpolate_vae(model, a, b, num_points, temperature, threshold, seed):
-    """`vae`: max(num_points) segments decoded from latents blended from a's code to b's
-    (spherically); row r's segments past its num_points are zeros. Returns [B, n * T, keys]."""
-    za, _ = model.encode(segment_of(a, model.segment))
-    zb, _ = model.encode(segment_of(b, model.segment))
-    count = tf.reduce_max(num_points)
-    last = tf.cast(tf.maximum(num_points - 1, 1), tf.float32)
-
-    def body(k, out):
-        t = tf.minimum(tf.cast(k, tf.float32) / last, 1.0)
-        frames = _frames_of(model.decode(slerp(za, zb, t)), temperature, threshold, seed, k)
-        keep = tf.cast(k < num_points, tf.float32)[:, None, None]
-        return k + 1, out.write(k, frames * keep)
-
-    _, out = tf.while_loop(lambda k, _: k < count, body,
-                           (0, tf.TensorArray(tf.float32, count)))
-    return joined(out, model.keys)
-
-
-def form_letters(form, count):
-    """Each row's letter index (A = 0) for segments 0..count-1: its form read in a cycle, or
-    0, 1, 2, ... (every segment new) where the form is ""."""
-    codes = tf.strings.unicode_decode(form, "UTF-8")
-    length = tf.cast(codes.row_lengths(), tf.int32)
-    # one column more than the longest form, so an all-"" batch still has one to gather from
-    letters = tf.pad(codes.to_tensor(default_value=ord("A")), [[0, 0], [0, 1]],
-                     constant_values=ord("A")) - ord("A")
-    k = tf.range(count)[None]
-    cycled = tf.gather(letters, k % tf.maximum(length, 1)[:, None], batch_dims=1)
-    return tf.where(length[:, None] > 0, cycled, k)
-
-
-def generate_wgan(model, num_steps, form, temperature, threshold, seed):
-    """`wgan_gp`: segments from a chain of noise vectors, one per letter of `form` (ABCAB: the
-    fourth segment replays the first), scaled by the temperature; keys sound with the
-    generator's probability (or where it passes `threshold`). Returns [B, max(num_steps), keys].
-    """
-    steps = tf.reduce_max(num_steps)
-    count = (steps + model.segment - 1) // model.segment
-    letters = form_letters(form, count)
-
-    def body(k, out):
-        # a letter's noise and draws come from step = its index: a repeat replays it exactly
-        letter = letters[:, k]
-        z = rng.normal_tf(seed, letter, 1, model.noise) * temperature[:, None]
-        p = model.generate(z)
-        u = tf.reshape(rng.uniform_tf(seed, letter, 0, model.segment * model.keys), tf.shape(p))
-        on = tf.where(threshold[:, None, None] > 0, p > threshold[:, None, None], u < p)
-        return k + 1, out.write(k, tf.cast(on, tf.float32))
-
-    _, out = tf.while_loop(lambda k, _: k < count, body,
-                           (0, tf.TensorArray(tf.float32, count)))
-    return joined(out, model.keys)[:, :steps]

@@ -21,6 +21,7 @@ from trainer import data as data_lib
 from trainer import losses
 from trainer.config import Config
 from trainer.data import DataSpec
+from trainer.export import export_trained
 from trainer.models import MODELS
 
 
@@ -99,6 +100,4 @@ def fit(config: Config, spec: DataSpec, job: Path, train, vocab=None) -> dict:
     model.save(job / "model.keras")
     if not chief:
         return {"loss": rows[-1]["loss"]}
-    from trainer.training import export_model
-
-    return {"loss": rows[-1]["loss"], **export_model(config, spec, model, vocab, x)}
+    return {"loss": rows[-1]["loss"], **export_trained(config, spec, model, vocab, x)}

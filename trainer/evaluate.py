@@ -14,27 +14,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from preprocessing import music_metrics as mm
-from preprocessing import requests
 from preprocessing.dataset import Settings, cache_root, read_cached, split_of
 from preprocessing.piece import InputError, Piece
 from preprocessing.readers import ReadOptions, expand_inputs
-from trainer.generate import call, read_metadata, resolve
+from serving import contract
+from serving.composer import Composer
+from serving.errors import ComposerError
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SPLITS = ("all", "train", "validation", "test")
 
 
 def load_pieces(inputs: list[str], split: str, limit: int | None = None) -> list[Piece]:
     """Readable pieces of `inputs` in `split` (by the same content-based split as training)."""
     pieces = []
-    for path in expand_inputs(inputs):
+    for path in _progress(expand_inputs(inputs), f"reading {' '.join(inputs)}", "file"):
         try:
             found = read_cached(path, ReadOptions(), cache_root())
         except InputError as exc:
@@ -48,6 +47,14 @@ def load_pieces(inputs: list[str], split: str, limit: int | None = None) -> list
     return pieces[:limit] if limit else pieces
 
 
+def _progress(items, what: str, unit: str):
+    """`items` with a progress bar on a terminal (stderr), as they are consumed."""
+    from tqdm import tqdm
+
+    return tqdm(items, desc=what, unit=unit, file=sys.stderr, leave=False,
+                disable=not sys.stderr.isatty())
+
+
 def onset_tokens(piece: Piece, steps_per_quarter: int = 4) -> list[str]:
     """The piece as one token per onset on the grid: the pitches starting there (a chord)."""
     onset = np.rint(piece.start * steps_per_quarter).astype(int)
@@ -57,22 +64,28 @@ def onset_tokens(piece: Piece, steps_per_quarter: int = 4) -> list[str]:
     return tokens
 
 
-def likelihood(signatures, meta: dict, pieces: list[Piece]) -> dict:
+def likelihood(composer: Composer, pieces: list[Piece]) -> dict:
     """Teacher-forced NLL (nats) on `pieces`: per event for notes models, per frame (sum over
     keys) plus frame precision / recall / F1 for piano-roll models; {} for midinet."""
     import tensorflow as tf
 
+    signatures = composer.signatures()
     if "log_likelihood" not in signatures:
         return {}
-    fn, rep, window = signatures["log_likelihood"], meta["representation"], meta["window"]
+    meta = composer.metadata()
+    rep, window = meta["representation"], meta["window"]
+
+    def call(**inputs):
+        return composer.call("log_likelihood", inputs)
+
     if rep == "notes":
         totals = {k: 0.0 for k in ("nll", "token_nll", "duration_nll", "shift_nll", "counted",
                                    "oov")}
-        for piece in pieces:
-            events = requests.primer_steps(piece, meta, length=10**9)
+        for piece in _progress(pieces, "scoring held-out pieces", "piece"):
+            events = contract.primer_steps(piece, meta, length=10**9)
             if len(events) < 2:
                 continue
-            out = fn(events=tf.constant([events]))
+            out = call(events=np.asarray([events], object))
             for key in totals:
                 totals[key] += float(tf.reduce_sum(out[key]))
         n = max(totals["counted"], 1.0)
@@ -81,20 +94,19 @@ def likelihood(signatures, meta: dict, pieces: list[Piece]) -> dict:
                 "events": int(totals["counted"]),
                 "oov_share": totals["oov"] / max(totals["counted"] + totals["oov"], 1.0)}
     nll, hits, predicted, actual, frames = 0.0, 0.0, 0.0, 0.0, 0
-    for piece in pieces:
-        roll = requests.primer_steps(piece, meta, length=10**9)
-        if meta["model"] == "seq2seq":
+    for piece in _progress(pieces, "scoring held-out pieces", "piece"):
+        roll = contract.primer_steps(piece, meta, length=10**9)
+        if "encoder" in signatures["log_likelihood"]["inputs"]:  # a window given the one before
             chunks = [roll[k:k + window] for k in range(0, len(roll), window)]
             pairs = list(zip(chunks[:-1], chunks[1:]))
-            outs = [(fn(encoder=tf.constant(a[None]), target=tf.constant(b[None])), b)
-                    for a, b in pairs]
+            outs = [(call(encoder=a[None], target=b[None]), b) for a, b in pairs]
         elif len(roll) > 1:  # nll has a value per predicted frame: all but the first, or
-            out = fn(frames=tf.constant(roll[None]))  # all of them for the vae
+            out = call(frames=roll[None])  # all of them for the vae
             outs = [(out, roll[len(roll) - out["nll"].shape[1]:])]
         else:
             outs = []
         for out, target in outs:
-            on = out["probs"].numpy()[0] > 0.5
+            on = out["probs"][0] > 0.5
             nll += float(tf.reduce_sum(out["nll"]))
             frames += len(target)
             hits += float((on & (target > 0.5)).sum())
@@ -105,16 +117,14 @@ def likelihood(signatures, meta: dict, pieces: list[Piece]) -> dict:
             "f1": 2 * precision * recall / max(precision + recall, 1e-9)}
 
 
-def generate_samples(signatures, meta: dict, primers: list[Piece], count: int, steps: int,
+def generate_samples(composer: Composer, primers: list[Piece], count: int, steps: int,
                      seed: int) -> list[Piece]:
     """`count` continuations (primer excluded), primed from the held-out pieces in turn."""
     out = []
-    for i in range(count):
-        primer = primers[i % len(primers)]
-        steps_in = requests.primer_steps(primer, meta)
-        inputs = requests.generate_inputs(steps_in, meta, steps, seed=seed + i)
-        result = call(signatures["generate"], inputs)
-        piece, primer_end = requests.to_piece(steps_in, result, meta, accompany=False)
+    for i in _progress(range(count), "composing samples", "sample"):
+        result = composer.generate(primers[i % len(primers)], steps, seed=seed + i,
+                                   accompany=False)
+        piece, primer_end = result.piece, result.primer_end
         keep = piece.start >= primer_end
         out.append(Piece(f"sample_{i}", "", piece.pitch[keep], piece.start[keep] - primer_end,
                          piece.duration[keep], piece.velocity[keep],
@@ -122,24 +132,21 @@ def generate_samples(signatures, meta: dict, primers: list[Piece], count: int, s
     return out
 
 
-def evaluate(model_dir: Path, heldout: list[Piece], train: list[Piece], samples: int,
+def evaluate(composer: Composer, heldout: list[Piece], train: list[Piece], samples: int,
              steps: int, seed: int) -> dict:
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(str(model_dir))
-    meta = read_metadata(loaded)
-    if "generate" not in loaded.signatures:
-        raise InputError(f"{model_dir}: {meta['model']} does not compose (no generate "
+    meta = composer.metadata()
+    if "generate" not in composer.signatures():
+        raise InputError(f"{composer.name}: {meta['model']} does not compose (no generate "
                          "signature); bench/refine.py measures refine models")
     spq = meta["steps_per_quarter"]
-    generated = generate_samples(loaded.signatures, meta, heldout, samples, steps, seed)
+    generated = generate_samples(composer, heldout, samples, steps, seed)
     tokens = [onset_tokens(p, spq) for p in generated]
     training = [onset_tokens(p, spq) for p in train]
     comparison = mm.compare_sets(generated, heldout)
     return {
-        "model": str(model_dir), "metadata": meta,
+        "model": composer.name, "metadata": meta,
         "heldout_pieces": len(heldout), "train_pieces": len(train),
-        "likelihood": likelihood(loaded.signatures, meta, heldout),
+        "likelihood": likelihood(composer, heldout),
         "features": comparison,
         "degeneracy": {
             "most_common_share": float(np.mean([mm.most_common_share(t) for t in tokens])),
@@ -210,13 +217,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--limit", type=int, help="at most this many held-out pieces")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ logs")
     args = parser.parse_args(argv)
     try:
-        model_dir = resolve(args.model, args.version)
+        composer = Composer(args.model, version=args.version)
         heldout = load_pieces(args.data, args.data_split, args.limit)
         train = load_pieces(args.train_data, args.train_split)
-        report = evaluate(model_dir, heldout, train, args.samples, args.steps, args.seed)
-    except InputError as exc:
+        report = evaluate(composer, heldout, train, args.samples, args.steps, args.seed)
+    except (ComposerError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)

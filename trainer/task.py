@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -53,7 +54,13 @@ def parse_args(argv=None) -> Config:
     parser.add_argument("--sample-steps", type=int, default=Config.sample_steps)
     parser.add_argument("--patience", type=int, default=Config.patience,
                         help="early stopping: epochs without improvement")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ logs")
+    parser.add_argument("--list-models", action="store_true",
+                        help="describe every model family (hparams, signatures) and exit")
     args = parser.parse_args(argv)
+    if args.list_models:
+        print("\n\n".join(family.describe() for family in MODELS.values()))
+        parser.exit()
     return Config(model=args.model, data=tuple(args.data), representation=args.representation or "",
                   encoding=args.encoding, steps_per_quarter=args.steps_per_quarter,
                   epochs=args.epochs, batch_size=args.batch_size, seq_len=args.seq_len,
@@ -75,7 +82,7 @@ def data_settings(config: Config) -> dataset.Settings:
 def data_folder(config: Config, settings: dataset.Settings) -> Path:
     """Where the encoded data lives: keyed by inputs and settings, shared between jobs."""
     key = json.dumps([config.data, config.limit, str(settings)])
-    if config.strategy == "multiworker":  # workers sharing a machine must not share a folder
+    if config.multiworker:  # workers sharing a machine must not share a folder
         key += os.environ.get("TF_CONFIG", "")
     return dataset.cache_root() / "datasets" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -86,6 +93,7 @@ def train_and_evaluate(config: Config) -> dict:
 
     from trainer import data as data_lib
     from trainer import training
+    from trainer.export import export_trained
 
     settings = data_settings(config)
     folder = data_folder(config, settings)
@@ -93,26 +101,28 @@ def train_and_evaluate(config: Config) -> dict:
     spec = data_lib.spec_of(folder)
     train, val = training.arrays(config, spec, folder)  # fails before anything is written
     job = Path(config.job_dir)
-    if config.strategy == "multiworker":
+    if config.multiworker:
         from trainer import distributed
 
-        job = distributed.job_dir_for(job)
+        job, fit = distributed.job_dir_for(job), distributed.fit
+    else:
+        fit = functools.partial(training.fit, val=val)
     vocab = Vocabulary.load(folder / "vocab.json") if spec.representation == "notes" else None
     run = _run_key(config, folder)
-    if config.strategy != "multiworker" and _finished(job, run):
+    if not config.multiworker and _finished(job, run):
         print(f"{job}: already trained with these settings on this data; exporting its "
               "model.keras (delete the job folder to train again)", file=sys.stderr, flush=True)
         model = keras.saving.load_model(job / "model.keras",
                                         custom_objects=MODELS[config.model].custom_objects)
         finished = json.loads((job / FINISHED).read_text())["metrics"]
-        return {**finished, **training.export_model(config, spec, model, vocab, train[0])}
+        return {**finished, **export_trained(config, spec, model, vocab, train[0])}
     job.mkdir(parents=True, exist_ok=True)
     (job / FINISHED).unlink(missing_ok=True)
     config.save(job / "config.json")
     (job / "data").unlink(missing_ok=True)
     (job / "data").symlink_to(folder.resolve(), target_is_directory=True)
     keras.utils.set_random_seed(config.seed)
-    metrics = training.fit(config, spec, job, train, val, vocab)
+    metrics = fit(config, spec, job, train, vocab=vocab)
     done = {"run": run, "metrics": {k: v for k, v in metrics.items() if k != "export"}}
     tmp = job / f"{FINISHED}.tmp"
     tmp.write_text(json.dumps(done, indent=1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import keras
@@ -11,6 +12,7 @@ from preprocessing.piece import InputError
 from trainer import callbacks as composer_callbacks
 from trainer import data as data_lib
 from trainer.config import Config
+from trainer.export import export_trained
 from trainer.models import MODELS
 
 
@@ -46,10 +48,6 @@ def arrays(config: Config, spec: data_lib.DataSpec, folder: Path):
 def fit(config: Config, spec: data_lib.DataSpec, job: Path, train, val=None,
         vocab=None) -> dict:
     """Trains `config.model` on (inputs, targets) arrays; writes everything under `job`."""
-    if config.strategy == "multiworker":
-        from trainer import distributed
-
-        return distributed.fit(config, spec, job, train, vocab)
     family = MODELS[config.model]
     x, y = train
     train_ds = data_lib.to_dataset(x, y, config.batch_size, shuffle=True, seed=config.seed)
@@ -86,20 +84,8 @@ def fit(config: Config, spec: data_lib.DataSpec, job: Path, train, val=None,
             seed=config.seed))
     (job / "checkpoints").mkdir(parents=True, exist_ok=True)
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=cbs,
-                        shuffle=False, verbose=2)  # the dataset shuffles itself
+                        shuffle=False,  # the dataset shuffles itself
+                        verbose=1 if sys.stdout.isatty() else 2)  # a bar per batch on a terminal
     model.save(job / "model.keras")
     return {**{k: float(v[-1]) for k, v in history.history.items()},
-            **export_model(config, spec, model, vocab, x)}
-
-
-def export_model(config: Config, spec: data_lib.DataSpec, model, vocab=None, x=None) -> dict:
-    """Exports the trained model as the next SavedModel version, unless --export-dir is ''.
-    `x`: the training inputs (a conditional model's key profiles come from their conditions)."""
-    if not config.export_dir:
-        return {}
-    from trainer import export
-
-    conditions = x.get("condition") if isinstance(x, dict) else None
-    path = export.export(model, config.model, spec, config.seq_len, config.export_dir,
-                         config.export_name or None, vocab, conditions=conditions)
-    return {"export": str(path)}
+            **export_trained(config, spec, model, vocab, x)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import types
 
 from preprocessing.notes import Vocabulary
@@ -13,6 +14,7 @@ from trainer.models import (
     common,
     lstm,
     midinet,
+    next_step_export,
     refine,
     seq2seq,
     vae,
@@ -30,7 +32,9 @@ class Family:
     `IS_GAN = True` (no loss to monitor), `MONITOR` (the logged value early stopping and
     checkpoints watch, default "loss"), `GENERATES = False` (a model that refines music rather
     than writing it: no samples), `CUSTOM_OBJECTS` (for loading saved models),
-    `CHOICES` (the allowed values of string hparams).
+    `CHOICES` (the allowed values of string hparams), `Export` (its serving module: an
+    `trainer.export.Exported` subclass declaring its signatures and in-graph decoding; default:
+    the next-step families' `NextStepExport`).
     """
 
     def __init__(self, module: types.ModuleType):
@@ -45,6 +49,25 @@ class Family:
         self.monitor: str = getattr(module, "MONITOR", "loss")
         self.generates: bool = getattr(module, "GENERATES", True)
         self.plain_loss = not self.is_gan and not hasattr(module, "make_arrays")
+        self.exporter = getattr(module, "Export", None) or next_step_export.NextStepExport
+
+    @property
+    def description(self) -> str:
+        """The module docstring's first paragraph, on one line."""
+        text = (self.module.__doc__ or "").strip().split("\n\n")[0]
+        return " ".join(text.split())
+
+    def describe(self) -> str:
+        """What `python -m trainer.task --list-models` prints for the family."""
+        hparams = ", ".join(f"{k}={v}" for k, v in self.defaults.items())
+        choices = "; ".join(f"{k}: {' | '.join(map(str, v))}" for k, v in self.choices.items())
+        signatures = inspect.getdoc(self.exporter) or ""
+        return "\n".join(line for line in [
+            self.description,
+            f"  representations: {', '.join(self.representations)}",
+            f"  hparams (defaults): {hparams}",
+            f"  choices: {choices}" if choices else "",
+            "  " + signatures.replace("\n", "\n  ") if signatures else ""] if line)
 
     def arrays(self, folder, split: str, spec: data_lib.DataSpec, config):
         """(inputs, targets) of a split for this family."""

@@ -4,9 +4,12 @@ learns from the window's last target only."""
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
+from trainer import decoders
 from trainer.data import DataSpec
 from trainer.models import common
+from trainer.models.next_step_export import NextStepExport
 
 REPRESENTATIONS = ("notes", "pianoroll")
 CHOICES = common.NEXT_STEP_CHOICES
@@ -25,3 +28,22 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
         hidden = keras.layers.Dropout(hp["dropout"])(hidden)
     model = keras.Model(inp, common.heads(spec, hidden, hp), name="bilstm")
     return common.compile_next_step(model, spec, hp)
+
+
+class Export(NextStepExport):
+    """The signatures of `lstm` (see there), for a model that reads whole windows: generation
+    re-reads a rolling window, and the likelihood reads one window (zero-padded at the start,
+    as in training) per position."""
+
+    def make_decoder(self):
+        return decoders.Window(self.model, self.spec, self.window)
+
+    def every_position(self, inputs, condition=None):
+        pad = tf.zeros_like(inputs[:, :1])
+        padded = tf.concat([tf.repeat(pad, self.window - 1, axis=1), inputs], 1)
+        windows = tf.signal.frame(padded, self.window, 1, axis=1)  # [B, L, W, ...]
+        shape = tf.shape(windows)
+        flat = tf.reshape(windows, tf.concat([[-1], shape[2:]], 0))
+        out = self.model(flat, training=False)
+        return tf.nest.map_structure(
+            lambda t: tf.reshape(t, tf.concat([shape[:2], tf.shape(t)[1:]], 0)), out)

@@ -17,8 +17,9 @@ from keras import layers
 from preprocessing import dataset
 from preprocessing.bars import bars_to_piece
 from preprocessing.piece import InputError
-from trainer import rng
+from trainer import decoders, rng
 from trainer.data import DataSpec
+from trainer.export.base import Exported, keep_rows, per_row, signature, spec
 
 REPRESENTATIONS = ("bars",)
 DEFAULTS = dict(noise=100, filters=64, learning_rate=2e-4, spectral_norm=True,
@@ -205,3 +206,51 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     model({"chord": chord, "previous": bar})
     model.discriminate(bar, chord, bar)
     return model
+
+
+def generate(model, chords, num_bars, seed):
+    """In the graph: max(num_bars) bars [B, n, 16, 128], bar b over chord b (cycling the
+    chords), each conditioned on the bar before it; a step sounds its likeliest pitch when
+    p > 0.5 (`melody`)."""
+    batch, count = tf.shape(chords)[0], tf.shape(chords)[1]
+    steps = tf.reduce_max(num_bars)
+
+    def body(b, previous, out):
+        z = rng.normal_tf(seed, b, 0, model.noise)
+        probs = model.generate(z, chords[:, b % count], previous)[..., 0]
+        on = tf.reduce_max(probs, axis=-1) > 0.5
+        bar = tf.one_hot(tf.argmax(probs, axis=-1), probs.shape[-1]) * tf.cast(on, tf.float32)[
+            ..., None]
+        return b + 1, bar[..., None], out.write(b, bar)
+
+    previous = tf.zeros([batch, STEPS, PITCHES, 1])
+    *_, out = tf.while_loop(lambda b, *_: b < steps, body,
+                            (0, previous, tf.TensorArray(tf.float32, steps)))
+    return decoders.batch_major(out.stack())
+
+
+class Export(Exported):
+    """`generate`: chords [B, C, 13], num_bars, seed → bars [B, n, 16, 128];
+    `serving_default`: chord [B, 13], previous [B, 16, 128], seed → probs [B, 16, 128]."""
+
+    def main_specs(self) -> list:
+        return [spec([None, None, CHORD], tf.float32, "chords"), per_row(tf.int32, "num_bars"),
+                per_row(tf.int64, "seed")]
+
+    def family_signatures(self) -> dict:
+        return {"generate": signature(self._generate, self.main_specs()),
+                "serving_default": signature(self._next_bar, [
+                    spec([None, CHORD], tf.float32, "chord"),
+                    spec([None, STEPS, PITCHES], tf.float32, "previous"),
+                    per_row(tf.int64, "seed")])}
+
+    def _generate(self, chords, num_bars, seed):
+        with tf.control_dependencies(self.check(tf.shape(chords)[0], num_bars, "num_bars",
+                                                seed=seed) + [
+                tf.debugging.assert_greater(tf.shape(chords)[1], 0, message="chords is empty")]):
+            bars = generate(self.model, chords, num_bars, seed)
+        return {"bars": keep_rows(bars, num_bars)}
+
+    def _next_bar(self, chord, previous, seed):
+        z = rng.normal_tf(seed, 0, 0, self.model.noise)
+        return {"probs": self.model.generate(z, chord, previous[..., None])[..., 0]}

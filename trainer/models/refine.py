@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from preprocessing import dataset, performance
 from preprocessing.piece import InputError
 from trainer import data as data_lib
 from trainer.data import DataSpec
+from trainer.export.base import Exported, signature, spec
 
 REPRESENTATIONS = ("performance",)
 DEFAULTS = dict(units=128, layers=2, dense=128, dropout=0.2, corrupt=0.5, learning_rate=1e-3)
@@ -118,3 +120,31 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     model.compile(keras.optimizers.Adam(hp["learning_rate"]),
                   loss={"velocity": masked_mse, "duration": masked_crossentropy})
     return model
+
+
+class Export(Exported):
+    """`refine` (also `serving_default`): pitch, onset, duration [B, N] int32 (rows sorted by
+    onset, top voice first, `preprocessing.performance`; duration 0 pads) → velocity (1-127)
+    and snapped duration (grid steps) [B, N]; padding comes back as it went in."""
+
+    def main_specs(self) -> list:
+        return [spec([None, None], tf.int32, name) for name in FIELDS]
+
+    def family_signatures(self) -> dict:
+        refine = signature(self._refine, self.main_specs())
+        return {"serving_default": refine, "refine": refine}
+
+    def _refine(self, pitch, onset, duration):
+        with tf.control_dependencies([
+                tf.debugging.assert_equal(tf.shape(onset), tf.shape(pitch),
+                                          message="onset: one per pitch"),
+                tf.debugging.assert_equal(tf.shape(duration), tf.shape(pitch),
+                                          message="duration: one per pitch"),
+                tf.debugging.assert_non_negative(duration, message="duration must be >= 0")]):
+            out = self.model({"pitch": pitch, "onset": onset, "duration": duration},
+                             training=False)
+        valid = duration > 0
+        velocity = tf.cast(tf.round(out["velocity"][..., 0] * 127.0), tf.int32)
+        snapped = tf.argmax(out["duration"][..., 1:], -1, output_type=tf.int32) + 1
+        return {"velocity": tf.where(valid, tf.clip_by_value(velocity, 1, 127), 0),
+                "duration": tf.where(valid, snapped, duration)}

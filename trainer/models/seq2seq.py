@@ -15,8 +15,9 @@ import tensorflow as tf
 
 from preprocessing import dataset, pianoroll
 from trainer import data as data_lib
-from trainer import losses, metrics, rng, sampling
+from trainer import decoders, losses, metrics, rng, sampling
 from trainer.data import DataSpec
+from trainer.export.base import Exported, keep_rows, signature
 
 REPRESENTATIONS = ("pianoroll",)
 CHOICES = {"cell": ("lstm", "gru"), "loss": ("bce", "focal")}
@@ -162,3 +163,71 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
 def callbacks(hp: dict) -> list:
     return [TeacherForcingSchedule(hp["teacher_forcing"], hp["teacher_forcing_decay"],
                                    hp["teacher_forcing_floor"])]
+
+
+def generate(model, spec: DataSpec, primer, num_steps, temperature, threshold, seed):
+    """In the graph: the encoder reads the primer once; the decoder writes max(num_steps)
+    frames, each key drawn with `rng` as `sample` draws it."""
+    batch, length = tf.shape(primer)[0], tf.shape(primer)[1]
+
+    def zeros(layer):
+        n = 2 if isinstance(layer, keras.layers.LSTM) else 1
+        return [tf.zeros([batch, layer.units]) for _ in range(n)]
+
+    def run(layers, x, states):
+        new = []
+        for layer, state in zip(layers, states):
+            x, state = layer.cell(x, state)
+            new.append(list(state))
+        return x, new
+
+    _, states = tf.while_loop(lambda t, s: t < length,
+                              lambda t, s: (t + 1, run(model.encoder, primer[:, t], s)[1]),
+                              (0, [zeros(layer) for layer in model.encoder]))
+    frame = tf.concat([tf.zeros([batch, spec.keys]), tf.ones([batch, 1])], 1)  # start
+    steps = tf.reduce_max(num_steps)
+
+    def body(i, frame, states, out):
+        h, states = run(model.decoder, frame, states)
+        x = decoders.bernoulli(model.logits(model.hidden(h)), temperature, threshold,
+                               rng.uniform_tf(seed, i, 0, spec.keys))
+        return i + 1, tf.concat([x, tf.zeros([batch, 1])], 1), states, out.write(i, x)
+
+    *_, out = tf.while_loop(lambda i, *_: i < steps, body,
+                            (0, frame, states, tf.TensorArray(tf.float32, steps)))
+    return decoders.batch_major(out.stack())
+
+
+class Export(Exported):
+    """`generate` (piano-roll inputs), `serving_default` (context → the first frame the
+    decoder would write), `log_likelihood` (encoder [B, T, keys], target [B, T', keys] →
+    nll [B, T'], probs: the target window given the one before)."""
+
+    def main_specs(self) -> list:
+        return self.roll_generate_specs()
+
+    def family_signatures(self) -> dict:
+        return {"generate": signature(self._generate, self.main_specs()),
+                "serving_default": signature(self._next, self.roll_specs("context")),
+                "log_likelihood": signature(self._likelihood,
+                                            self.roll_specs("encoder", "target"))}
+
+    def _generate(self, primer, num_steps, temperature, threshold, seed):
+        with tf.control_dependencies(self.check(
+                tf.shape(primer)[0], num_steps, temperature=temperature, threshold=threshold,
+                seed=seed) + [
+                tf.debugging.assert_greater(tf.shape(primer)[1], 0, message="primer is empty")]):
+            frames = generate(self.model, self.spec, primer, num_steps, temperature, threshold,
+                              seed)
+        return {"frames": keep_rows(frames, num_steps)}
+
+    def _next(self, context):
+        states = self.model.encode(context)
+        start = tf.concat([tf.zeros_like(context[:, :1]), tf.ones_like(context[:, :1, :1])], -1)
+        logits, _ = self.model.decode(start, states)
+        return {"probs": tf.sigmoid(logits[:, -1])}
+
+    def _likelihood(self, encoder, target):
+        logits = self.model({"encoder": encoder, "decoder": decoder_inputs_tf(target)},
+                            training=False)
+        return self.roll_nll(target, logits)

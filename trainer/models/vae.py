@@ -17,7 +17,9 @@ import tensorflow as tf
 from keras import layers
 
 from trainer import data as data_lib
+from trainer import decoders, rng
 from trainer.data import DataSpec
+from trainer.export.base import Exported, keep_rows, per_row, signature
 
 REPRESENTATIONS = ("pianoroll",)
 DEFAULTS = dict(latent=64, units=256, beta=1.0, anneal_epochs=10, free_bits=0.0, walk=0.5,
@@ -141,10 +143,8 @@ def callbacks(hp: dict) -> list:
 
 def sample(model, spec: DataSpec, primer: np.ndarray, steps: int, temperature: float = 1.0,
            seed: int = 0, seq_len: int = 64) -> np.ndarray:
-    """The exported `generate` for one row, eagerly (`trainer.decoders.generate_vae`)."""
-    from trainer import decoders
-
-    frames = decoders.generate_vae(
+    """The exported `generate` for one row, eagerly (`generate`)."""
+    frames = generate(
         model, tf.constant(np.asarray(primer, np.float32)[None]), tf.constant([steps]),
         tf.constant([temperature]), tf.constant([0.0]), tf.constant([seed], tf.int64))
     return frames.numpy()[0]
@@ -156,3 +156,139 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     model.compile(keras.optimizers.Adam(hp["learning_rate"]))
     model(np.zeros((1, seq_len or 64, spec.keys), np.float32))
     return model
+
+
+def walk(previous, noise, rho, temperature):
+    """The next segment's latent: rho x the last one plus fresh prior noise (scaled by the
+    temperature), keeping unit variance when the last one had it."""
+    return rho * previous + tf.sqrt(1.0 - rho * rho) * temperature[:, None] * noise
+
+
+def segment_of(frames, length: int):
+    """The last `length` frames of [B, L, keys], zero-padded at the start when shorter."""
+    pad = tf.maximum(length - tf.shape(frames)[1], 0)
+    frames = tf.pad(frames, [[0, 0], [pad, 0], [0, 0]])
+    return frames[:, -length:]
+
+
+def generate(model, primer, num_steps, temperature, threshold, seed):
+    """Segments decoded from a walk in latent space that starts at the primer's code.
+
+    The primer's last segment is encoded to its posterior mean; each next latent keeps
+    `model.walk` of the one before and adds prior noise scaled by the temperature (walk 0:
+    independent samples from the prior). Returns frames [B, n, keys], n = max(num_steps).
+    """
+    z, _ = model.encode(segment_of(primer, model.segment))
+    steps = tf.reduce_max(num_steps)
+    count = (steps + model.segment - 1) // model.segment
+    rho = tf.constant(model.walk, tf.float32)
+
+    def body(k, z, out):
+        z = walk(z, rng.normal_tf(seed, k, 1, model.latent), rho, temperature)
+        return k + 1, z, out.write(k, decoders.frames_of(model.decode(z), temperature,
+                                                         threshold, seed, k))
+
+    *_, out = tf.while_loop(lambda k, *_: k < count, body,
+                            (0, z, tf.TensorArray(tf.float32, count)))
+    return decoders.joined(out, model.keys)[:, :steps]
+
+
+def slerp(a, b, t):
+    """Spherical interpolation between rows of a and b at fractions t [B] (linear where the two
+    are parallel)."""
+    unit = tf.math.l2_normalize
+    cos = tf.clip_by_value(tf.reduce_sum(unit(a, -1) * unit(b, -1), -1), -1.0, 1.0)
+    omega = tf.acos(cos)
+    sin = tf.sin(omega)
+    safe = sin > 1e-4
+    wa = tf.where(safe, tf.sin((1.0 - t) * omega) / tf.where(safe, sin, 1.0), 1.0 - t)
+    wb = tf.where(safe, tf.sin(t * omega) / tf.where(safe, sin, 1.0), t)
+    return wa[:, None] * a + wb[:, None] * b
+
+
+def interpolate(model, a, b, num_points, temperature, threshold, seed):
+    """max(num_points) segments decoded from latents blended from a's code to b's
+    (spherically); row r's segments past its num_points are zeros. Returns [B, n * T, keys]."""
+    za, _ = model.encode(segment_of(a, model.segment))
+    zb, _ = model.encode(segment_of(b, model.segment))
+    count = tf.reduce_max(num_points)
+    last = tf.cast(tf.maximum(num_points - 1, 1), tf.float32)
+
+    def body(k, out):
+        t = tf.minimum(tf.cast(k, tf.float32) / last, 1.0)
+        frames = decoders.frames_of(model.decode(slerp(za, zb, t)), temperature, threshold,
+                                    seed, k)
+        keep = tf.cast(k < num_points, tf.float32)[:, None, None]
+        return k + 1, out.write(k, frames * keep)
+
+    _, out = tf.while_loop(lambda k, _: k < count, body,
+                           (0, tf.TensorArray(tf.float32, count)))
+    return decoders.joined(out, model.keys)
+
+
+class Export(Exported):
+    """Signatures:
+    - `generate`: piano-roll inputs → frames from a latent walk starting at the primer's code;
+      temperature scales both the walk's noise and the frames' logits.
+    - `interpolate`: a [B, L, keys], b [B, L', keys], num_points, temperature, threshold, seed
+      → frames [B, n * segment, keys], decoded from latents blended from a's code to b's.
+    - `serving_default`: context → the posterior mean of its last segment and its
+      reconstruction.
+    - `log_likelihood`: frames → nll per frame (reconstruction at the posterior mean plus the
+      segment's KL spread over its frames: an ELBO-style plug-in score, not a bound), probs.
+    """
+
+    def main_specs(self) -> list:
+        return self.roll_generate_specs()
+
+    def family_signatures(self) -> dict:
+        return {"generate": signature(self._generate, self.main_specs()),
+                "interpolate": signature(self._interpolate, [
+                    *self.roll_specs("a", "b"), per_row(tf.int32, "num_points"),
+                    per_row(tf.float32, "temperature"), per_row(tf.float32, "threshold"),
+                    per_row(tf.int64, "seed")]),
+                "serving_default": signature(self._encode, self.roll_specs("context")),
+                "log_likelihood": signature(self._likelihood, self.roll_specs("frames"))}
+
+    def _generate(self, primer, num_steps, temperature, threshold, seed):
+        with tf.control_dependencies(self.check(
+                tf.shape(primer)[0], num_steps, temperature=temperature, threshold=threshold,
+                seed=seed) + [
+                tf.debugging.assert_greater(tf.shape(primer)[1], 0, message="primer is empty")]):
+            frames = generate(self.model, primer, num_steps, temperature, threshold, seed)
+        return {"frames": keep_rows(frames, num_steps)}
+
+    def _encode(self, context):
+        mean, _ = self.model.encode(segment_of(context, self.model.segment))
+        return {"latent": mean, "probs": tf.sigmoid(self.model.decode(mean))}
+
+    def _interpolate(self, a, b, num_points, temperature, threshold, seed):
+        batch = tf.shape(a)[0]
+        most = max(1, self.max_steps // self.model.segment)  # points are whole segments
+        with tf.control_dependencies(self.check(
+                batch, num_points, "num_points", temperature=temperature, threshold=threshold,
+                seed=seed) + [
+                tf.debugging.assert_less_equal(num_points, most, message=(
+                    f"num_points must be <= {most} (max_steps / segment)")),
+                tf.debugging.assert_equal(tf.shape(b)[0], batch, message="b: one row per a row"),
+                tf.debugging.assert_greater(tf.shape(a)[1], 0, message="a is empty"),
+                tf.debugging.assert_greater(tf.shape(b)[1], 0, message="b is empty")]):
+            frames = interpolate(self.model, a, b, num_points, temperature, threshold, seed)
+        return {"frames": frames}
+
+    def _likelihood(self, frames):
+        """Segment by segment (the last one zero-padded at the end)."""
+        segment = self.model.segment
+        length = tf.shape(frames)[1]
+        pad = (-length) % segment
+        padded = tf.pad(frames, [[0, 0], [0, pad], [0, 0]])
+        batch, count = tf.shape(frames)[0], (length + pad) // segment
+        chunks = tf.reshape(padded, [-1, segment, self.spec.keys])
+        mean, log_var = self.model.encode(chunks)
+        logits = self.model.decode(mean)
+        kl = tf.reduce_sum(kl_per_dimension(mean, log_var), -1)
+        per_frame = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(chunks, logits), -1)
+        per_frame += kl[:, None] / tf.cast(segment, tf.float32)
+        nll = tf.reshape(per_frame, [batch, count * segment])[:, :length]
+        probs = tf.reshape(tf.sigmoid(logits), [batch, count * segment, -1])[:, :length]
+        return {"nll": nll, "probs": probs}

@@ -20,7 +20,9 @@ from keras import layers
 
 from preprocessing.piece import InputError
 from trainer import data as data_lib
+from trainer import decoders, rng
 from trainer.data import DataSpec
+from trainer.export.base import Exported, keep_rows, per_row, signature
 
 REPRESENTATIONS = ("pianoroll",)
 CHOICES = {"generator": ("cnn", "dcrnn")}
@@ -142,11 +144,9 @@ class WGANGP(keras.Model):
 def sample(model, spec: DataSpec, primer, steps: int, temperature: float = 1.0, seed: int = 0,
            seq_len: int = 64) -> np.ndarray:
     """The exported `generate` for one row, eagerly, in the form ABAC."""
-    from trainer import decoders
-
-    frames = decoders.generate_wgan(model, tf.constant([steps]), tf.constant(["ABAC"]),
-                                    tf.constant([temperature]), tf.constant([0.0]),
-                                    tf.constant([seed], tf.int64))
+    frames = generate(model, tf.constant([steps]), tf.constant(["ABAC"]),
+                      tf.constant([temperature]), tf.constant([0.0]),
+                      tf.constant([seed], tf.int64))
     return frames.numpy()[0]
 
 
@@ -158,3 +158,69 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
                   keras.optimizers.Adam(hp["learning_rate"], beta_1=0.5, beta_2=0.9))
     model.critic(model(np.zeros((1, hp["noise"]), np.float32)))
     return model
+
+
+def form_letters(form, count):
+    """Each row's letter index (A = 0) for segments 0..count-1: its form read in a cycle, or
+    0, 1, 2, ... (every segment new) where the form is ""."""
+    codes = tf.strings.unicode_decode(form, "UTF-8")
+    length = tf.cast(codes.row_lengths(), tf.int32)
+    # one column more than the longest form, so an all-"" batch still has one to gather from
+    letters = tf.pad(codes.to_tensor(default_value=ord("A")), [[0, 0], [0, 1]],
+                     constant_values=ord("A")) - ord("A")
+    k = tf.range(count)[None]
+    cycled = tf.gather(letters, k % tf.maximum(length, 1)[:, None], batch_dims=1)
+    return tf.where(length[:, None] > 0, cycled, k)
+
+
+def generate(model, num_steps, form, temperature, threshold, seed):
+    """Segments from a chain of noise vectors, one per letter of `form` (ABCAB: the fourth
+    segment replays the first), scaled by the temperature; keys sound with the generator's
+    probability (or where it passes `threshold`). Returns [B, max(num_steps), keys]."""
+    steps = tf.reduce_max(num_steps)
+    count = (steps + model.segment - 1) // model.segment
+    letters = form_letters(form, count)
+
+    def body(k, out):
+        # a letter's noise and draws come from step = its index: a repeat replays it exactly
+        letter = letters[:, k]
+        z = rng.normal_tf(seed, letter, 1, model.noise) * temperature[:, None]
+        p = model.generate(z)
+        u = tf.reshape(rng.uniform_tf(seed, letter, 0, model.segment * model.keys), tf.shape(p))
+        on = tf.where(threshold[:, None, None] > 0, p > threshold[:, None, None], u < p)
+        return k + 1, out.write(k, tf.cast(on, tf.float32))
+
+    _, out = tf.while_loop(lambda k, _: k < count, body,
+                           (0, tf.TensorArray(tf.float32, count)))
+    return decoders.joined(out, model.keys)[:, :steps]
+
+
+class Export(Exported):
+    """`generate`: num_steps, form [B] ("ABCAB": a letter per segment; "" all new),
+    temperature (scales the noise), threshold, seed → frames; `serving_default`: noise
+    [B, noise] → the generator's key probabilities [B, segment, keys]."""
+
+    def main_specs(self) -> list:
+        return [per_row(tf.int32, "num_steps"), per_row(tf.string, "form"),
+                per_row(tf.float32, "temperature"), per_row(tf.float32, "threshold"),
+                per_row(tf.int64, "seed")]
+
+    def family_signatures(self) -> dict:
+        noise = [tf.TensorSpec([None, self.model.noise], tf.float32, name="noise")]
+        return {"generate": signature(self._generate, self.main_specs()),
+                "serving_default": signature(self._from_noise, noise)}
+
+    def _generate(self, num_steps, form, temperature, threshold, seed):
+        batch = tf.shape(num_steps)[0]
+        letters = tf.strings.regex_full_match(form, "[A-Z]*")
+        with tf.control_dependencies(self.check(batch, num_steps, temperature=temperature,
+                                                threshold=threshold, seed=seed) + [
+                tf.debugging.assert_equal(tf.shape(form)[0], batch,
+                                          message="form: one value per row"),
+                tf.debugging.assert_equal(tf.reduce_all(letters), True, message=(
+                    "form: capital letters A-Z, one per segment, e.g. ABCAB"))]):
+            frames = generate(self.model, num_steps, form, temperature, threshold, seed)
+        return {"frames": keep_rows(frames, num_steps)}
+
+    def _from_noise(self, noise):
+        return {"probs": self.model.generate(noise)}

@@ -1,15 +1,18 @@
-"""MIDI ⇄ the `generate` signature's tensors, read from a model's `metadata`: shared by local
-generation and the serving client, so neither needs the training flags."""
+"""The client half of the export contract: a primer and settings → a signature's request
+tensors, and its outputs → a piece; NumPy and `preprocessing` only, no TensorFlow."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
 from preprocessing import bars, notes, performance, pianoroll, transforms
 from preprocessing.piece import InputError, Piece
+from preprocessing.readers import SUFFIXES, corpus_paths, read_file
 
 METADATA_REQUEST = {"request": np.zeros([1], np.int32)}  # the `metadata` signature's input
 
@@ -23,63 +26,71 @@ def metadata_from_outputs(outputs: dict) -> dict:
     return out
 
 
-def error_message(text: str) -> str:
-    """The signature's own words from a TensorFlow error: the failed assertion's message
-    ("temperature must be > 0"), else the error's first line that says something."""
-    match = re.search(r"assertion failed: \[([^\]]*)\]", text)
-    if match:
-        return match.group(1).replace("\\'", "'")
-    lines = [s.strip() for s in text.splitlines() if s.strip()]
-    useful = [s for s in lines if not s.startswith(("Graph execution error", "Detected at",
-                                                     "<stack", "[["))]
-    return (useful or lines or ["invalid argument"])[0][:300]
+def read_primer(primer=None, primer_format: str | None = None) -> Piece:
+    """A primer as a piece: its first piece when it is a file.
 
-
-def add_request_flags(parser) -> None:
-    """The flags of a `generate` request, shared by `trainer.generate` and `serving.client`."""
-    parser.add_argument("--primer", help="MIDI / MusicXML / ABC to continue (default: the "
-                        "start of the first Bach chorale)")
-    parser.add_argument("--primer-steps", type=int, help="primer length (default: the window)")
-    parser.add_argument("--steps", type=int, default=500,
-                        help="events (notes), frames (pianoroll) or bars (midinet)")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest")
-    parser.add_argument("--threshold", type=float, default=0.0,
-                        help="piano roll: keys on above this probability (0: sample)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--key", default="", help="conditional models: compose in this key "
-                        "(C, F#, Bb, Am, 'C# minor'; default: the primer's)")
-    parser.add_argument("--density", type=float, help="conditional models: note events per "
-                        "grid step, 0-1 (default: the primer's)")
-    parser.add_argument("--form", default="", help="wgan_gp: a letter per segment; equal "
-                        "letters repeat a segment's noise (e.g. ABCAB; default: all new)")
-    parser.add_argument("--interpolate", metavar="FILE", help="vae: blend the primer into "
-                        "FILE's opening over --steps segments (the `interpolate` signature)")
-
-
-def check_request_flags(args) -> None:
-    """Flags of `add_request_flags` that cannot go together.
+    Args:
+        primer: a MIDI / MusicXML / ABC / Humdrum path, the bytes of such a file, a `Piece`, or
+            None for the first Bach chorale that ships with music21.
+        primer_format: the bytes' format ("mid", "xml", "mxl", "abc", "krn"); default: sniffed
+            (MIDI starts with MThd).
 
     Raises:
-        InputError: --interpolate with --key, --density or --form.
+        InputError: the primer cannot be read; the one-line message says why.
     """
-    if args.interpolate and (args.key or args.density is not None or args.form):
-        raise InputError("--interpolate: blends two primers; it takes no --key, --density or "
-                         "--form")
+    if isinstance(primer, Piece):
+        return primer
+    if primer is None:
+        return read_file(corpus_paths("bach")[0])[0]
+    if isinstance(primer, (str, Path)):
+        return read_file(primer)[0]
+    if not isinstance(primer, (bytes, bytearray, memoryview)):
+        raise InputError(f"primer: a file path, the file's bytes or a Piece, not "
+                         f"{type(primer).__name__}")
+    data = bytes(primer)
+    suffix = "." + (primer_format or _sniff(data)).lower().lstrip(".")
+    if suffix not in SUFFIXES:
+        raise InputError(f"primer_format: {primer_format!r} is not one of "
+                         f"{', '.join(s[1:] for s in SUFFIXES)}")
+    # the readers take notation from files only, and check sizes there
+    with tempfile.TemporaryDirectory(prefix="composer-primer-") as folder:
+        path = Path(folder, "primer" + suffix)
+        path.write_bytes(data)
+        try:
+            return read_file(path)[0]
+        except InputError as exc:
+            raise InputError(str(exc).replace(str(path), path.name)) from None
 
 
-def read_primer(path: str | None) -> Piece:
-    """The primer file's first piece, or, without one, the first Bach chorale of music21."""
-    from preprocessing.readers import corpus_paths, read_file
+def _sniff(data: bytes) -> str:
+    """The format of a file's bytes, from how such files start."""
+    head = data[:4096].lstrip()
+    if data[:4] == b"MThd":
+        return "mid"
+    if data[:4] == b"PK\x03\x04":
+        return "mxl"
+    if head.startswith(b"<"):
+        return "musicxml"
+    if head.startswith((b"**", b"!!")):
+        return "krn"
+    if re.search(rb"(?m)^X:", head):
+        return "abc"
+    raise InputError("primer: bytes that are not MIDI (no MThd header), MusicXML, ABC or "
+                     "Humdrum; name the format with primer_format=")
 
-    return read_file(path if path is not None else corpus_paths("bach")[0])[0]
+
+def has_signature(meta: dict, name: str) -> bool:
+    """Whether the model has signature `name`, as its metadata lists them; models exported
+    before metadata listed them are given the benefit of the doubt (the server then says)."""
+    listed = meta.get("signatures")
+    return listed is None or name in listed.split(",")
 
 
 def primer_steps(piece: Piece, meta: dict, length: int | None = None):
     """The primer in the model's representation: its first `length` steps (default: window)."""
     length = length or int(meta["window"])
     rep = meta["representation"]
-    if rep == "performance":
+    if rep == "performance":  # notes as rows: what refine models read, not a primer
         raise InputError(f"--model: {meta['model']} does not compose, it refines; pass it as "
                          "--refine")
     if rep == "notes":
@@ -147,8 +158,9 @@ def interpolate_inputs(a, b, meta: dict, points: int, temperature: float = 1.0,
                        threshold: float = 0.0, seed: int = 0) -> dict[str, np.ndarray]:
     """The `interpolate` inputs (vae) for one request: frames a and b, blended in `points`
     segments."""
-    if meta["model"] != "vae":
-        raise InputError(f"--interpolate: {meta['model']} has no interpolate signature (vae has)")
+    if not has_signature(meta, "interpolate"):
+        raise InputError(f"--interpolate: {meta['model']} has no interpolate signature (it has "
+                         f"{meta['signatures'].replace(',', ', ')})")
     return {"a": np.asarray(a, np.float32)[None], "b": np.asarray(b, np.float32)[None],
             "num_points": np.asarray([points], np.int32),
             "temperature": np.asarray([temperature], np.float32),
@@ -159,7 +171,7 @@ def interpolate_inputs(a, b, meta: dict, points: int, temperature: float = 1.0,
 def refine_inputs(piece: Piece, meta: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The `refine` inputs for a piece's notes (batch of 1), and its rows, on the refine model's
     grid."""
-    if meta["representation"] != "performance":
+    if not has_signature(meta, "refine") or meta["representation"] != "performance":
         raise InputError(f"--refine: {meta['model']} is not a refine model (train one with "
                          "python -m trainer.task --model refine)")
     rows = performance.piece_to_rows(piece, meta["steps_per_quarter"], meta["max_duration"])

@@ -53,7 +53,7 @@ def main() -> None:
              "--hparams", hparams, "--job-dir", str(out / "jobs" / name), "--sample-every", "0",
              "--export-dir", str(out / "saved_models"), "--export-name", name, *flags])
         minutes = (time.perf_counter() - began) / 60
-        run(["trainer.evaluate", "--model", str(out / "saved_models" / name),
+        run(["evaluation", "--model", str(out / "saved_models" / name),
              "--data", "corpus:bach", "--data-split", "test", "--train-data", "corpus:bach",
              "--train-split", "train", "--samples", str(args.samples), "--steps",
              str(args.steps), "--seed", "1", "--out", str(out / "eval" / name)])

@@ -35,15 +35,15 @@ def key_name(text: str) -> str:
     return tonic + ("m" if _MODES[mode] else "")
 
 
-def pitch_class_histogram(piece: Piece) -> np.ndarray:
-    """Share of sounding time spent on each pitch class."""
+def pitch_class_durations(piece: Piece) -> np.ndarray:
+    """Share of sounding time spent on each pitch class (what key finding weighs)."""
     hist = np.bincount(piece.pitch % 12, weights=piece.duration, minlength=12)
     return hist / max(hist.sum(), 1e-9)
 
 
 def estimate_key(piece: Piece) -> tuple[int, str]:
     """Krumhansl-Schmuckler key finding: (tonic pitch class, "major" | "minor")."""
-    hist = pitch_class_histogram(piece)
+    hist = pitch_class_durations(piece)
     scores = np.array([[np.corrcoef(hist, profile)[0, 1] if hist.std() > 0 else 0.0
                         for profile in mode] for mode in KEY_PROFILES])
     mode, tonic = np.unravel_index(np.argmax(scores), scores.shape)

@@ -1,4 +1,4 @@
-"""`python -m trainer.evaluate` end to end: a real exported model, real MIDI files, real report."""
+"""`python -m evaluation` end to end: a real exported model, real MIDI files, real report."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import math
 
 import pytest
 
+from evaluation import evaluate
 from tests.conftest import write_midi_file
-from trainer import evaluate, task
+from trainer import task
 
 MELODIES = [[(60 + (k * 5 + i * (k + 2)) % 12, float(i), 1.0) for i in range(24)]
             for k in range(6)]

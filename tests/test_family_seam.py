@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from evaluation import evaluate
 from preprocessing.readers import read_file
 from serving import client as serving_client
 from tests.conftest import start_server, stop_server, two_voices, write_midi_file
-from trainer import decoders, evaluate, generate, rng, task
+from trainer import decoders, generate, rng, task
 from trainer.export import base
 from trainer.models import MODELS, Family
 

@@ -1,7 +1,7 @@
 """The refine nets: the `performance` representation, the refine family's corruption, targets and
 masked losses, a refine model trained by `python -m trainer.task --model refine` that learns to
 play the top voice louder and to undo jittered durations, its exported `refine` signature, and
-`trainer.generate --refine` / `trainer.evaluate` with it.
+`trainer.generate --refine` / `python -m evaluation` with it.
 
 Everything is real: MIDI files written with mido and read back by the readers, datasets built by
 `preprocessing.dataset`, tiny models trained in this process (`trainer.task.main`), their
@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from evaluation import evaluate
 from preprocessing import dataset, performance
 from preprocessing.dataset import Settings
 from preprocessing.piece import InputError, from_notes
@@ -29,7 +30,7 @@ from serving.composer import Composer
 from serving.errors import error_message
 from tests.conftest import BASS, MELODY, make_piece, write_midi_file
 from trainer import data as data_lib
-from trainer import evaluate, generate, task
+from trainer import generate, task
 from trainer.config import Config
 from trainer.models import MODELS, refine
 
@@ -373,7 +374,7 @@ def test_refine_inputs_with_a_generator_is_an_input_error(generator):
     assert str(info.value).startswith("--refine: lstm is not a refine model")
 
 
-# --- trainer.generate --refine and trainer.evaluate -----------------------------------------------
+# --- trainer.generate --refine and python -m evaluation --------------------------------------
 
 @pytest.fixture(scope="module")
 def generator(corpus, tmp_path_factory):

@@ -3,7 +3,7 @@ gradient penalty), end to end: trained by `python -m trainer.task` in this proce
 metrics.csv, their losses on hand-checked inputs, the saved model.keras reloaded, and the exported
 SavedModels' signatures (generate, interpolate, log_likelihood, serving_default, metadata)
 against the in-graph decoders run eagerly; then the request helpers, `trainer.generate` and
-`trainer.evaluate` on them.
+`python -m evaluation` on them.
 
 Everything is real: MIDI files written with mido, datasets built by `preprocessing.dataset`,
 tiny models (latent 4, 8 units, 8 filters) trained for one to three epochs, and
@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from evaluation import evaluate
 from preprocessing import pianoroll
 from preprocessing.piece import InputError
 from preprocessing.readers import read_file
@@ -31,7 +32,7 @@ from serving import contract
 from serving.composer import Composer
 from tests.conftest import notes_of, two_voices, write_midi_file
 from trainer import data as data_lib
-from trainer import evaluate, generate, rng, task
+from trainer import generate, rng, task
 from trainer.config import Config
 from trainer.models import MODELS, vae, wgan_gp
 

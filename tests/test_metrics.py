@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from preprocessing import music_metrics as mm
+from evaluation import metrics as mm
 from preprocessing.piece import InputError, from_notes
 from tests.conftest import C_MAJOR_SCALE, make_piece
 

@@ -1,0 +1,1 @@
+"""How good is a model's music: objective metrics and the evaluate CLI."""

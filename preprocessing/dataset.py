@@ -38,7 +38,7 @@ from preprocessing.readers import (
 REPRESENTATIONS = ("notes", "pianoroll", "bars", "performance")
 SPLITS = ("train", "validation", "test")
 PIECES_PER_SHARD = 2000
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: pieces with notes before their start are refused
 
 
 def cache_root() -> Path:

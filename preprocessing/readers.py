@@ -6,9 +6,12 @@ import contextlib
 import dataclasses
 import glob
 import hashlib
+import io
 import os
+import re
 import signal
 import threading
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +43,7 @@ class ReadOptions:
     max_bytes: int = 32 * 2**20
     max_notes: int = 100_000
     max_quarters: float = 20_000.0
-    max_seconds: float = 300.0
+    max_seconds: float = 60.0
 
     def __post_init__(self):
         if self.tracks not in ("non-drum", "all"):
@@ -74,7 +77,7 @@ def expand_inputs(inputs: list[str], limit: int | None = None) -> list[Path]:
         elif os.path.isfile(item):
             paths = [Path(item)]
         elif glob.has_magic(item):
-            paths = sorted(Path(p) for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            paths = _glob(item)
             if not paths:
                 raise InputError(f"{item}: the pattern matches no file")
         else:
@@ -82,6 +85,15 @@ def expand_inputs(inputs: list[str], limit: int | None = None) -> list[Path]:
         found.update(dict.fromkeys(paths))
     files = list(found)
     return files[:limit] if limit else files
+
+
+def _glob(pattern: str) -> list[Path]:
+    """The files a pattern matches; `**` does not follow links to folders (glob.glob does,
+    and a link loop then never ends)."""
+    path = Path(pattern)
+    root = Path(path.anchor) if path.is_absolute() else Path()
+    relative = str(path.relative_to(path.anchor)) if path.is_absolute() else pattern
+    return sorted(p for p in root.glob(relative) if p.is_file())
 
 
 def corpus_paths(name: str) -> list[Path]:
@@ -116,6 +128,7 @@ def read_file(path: str | Path, options: ReadOptions = ReadOptions(),
     if suffix in MIDI_SUFFIXES:
         pieces = [_read_midi(path, data, digest, options)]
     else:
+        _prescan_notation(path, suffix, data, options)
         pieces = _read_notation(path, digest, options)
     for piece in pieces:
         _check(piece, options)
@@ -152,6 +165,9 @@ def _check(piece: Piece, options: ReadOptions) -> None:
     if len(piece) == 0:
         raise InputError(f"{piece.name}: no notes in the selected tracks")
     _check_size(piece.name, len(piece), piece.end, options)
+    first = float(piece.start.min())
+    if not first >= 0:  # a negative <forward> or offset in notation; NaN fails too
+        raise InputError(f"{piece.name}: a note starts before the piece (at quarter {first:.0f})")
     limit = options.max_quarters / MIN_BAR + 1
     if len(piece.bar_starts) > limit:
         raise InputError(f"{piece.name}: too many bar lines ({len(piece.bar_starts)} > "
@@ -276,6 +292,37 @@ def _time_limit(seconds: float):
                 break
             except _OverTime:
                 continue
+
+
+# music21 builds a time signature's beat structure in time and memory that grow with the square
+# of its numerator ("M:1000000/1" took 3 GB in 100 s): refuse meters no music uses
+MAX_NUMERATOR = 64
+_METERS = {".abc": rb"(?m)(?:^|\[)M:\s*(\d+)\s*/", ".krn": rb"\*M(\d+)/",
+           ".xml": rb"<beats>\s*(\d+)", ".musicxml": rb"<beats>\s*(\d+)"}
+
+
+def _prescan_notation(path: Path, suffix: str, data: bytes, options: ReadOptions) -> None:
+    """Refuses, before music21 reads it, notation whose unpacked size (.mxl) is over the file
+    limit or whose meter is absurd: both cost music21 memory and time it cannot be stopped in."""
+    texts = [data]
+    if suffix == ".mxl":
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                members = archive.infolist()
+                size = sum(info.file_size for info in members)
+                if size <= options.max_bytes:
+                    texts = [archive.read(info) for info in members
+                             if info.filename.lower().endswith((".xml", ".musicxml"))]
+        except (zipfile.BadZipFile, OSError, RuntimeError, ValueError):
+            return  # music21 says what is wrong with it
+        if size > options.max_bytes:
+            raise InputError(f"{path}: unpacks to {size} bytes (> {options.max_bytes})")
+    pattern = _METERS.get(suffix, _METERS[".xml"])
+    for text in texts:
+        for match in re.finditer(pattern, text):
+            if int(match.group(1)) > MAX_NUMERATOR:
+                raise InputError(f"{path}: unusable time signature with {int(match.group(1))} "
+                                 f"beats (at most {MAX_NUMERATOR})")
 
 
 def _read_notation(path: Path, digest: str, options: ReadOptions) -> list[Piece]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from serving.errors import error_message
+from serving.versions import version_numbers
 
 log = logging.getLogger("serving")
 MAX_RETRY_SECONDS = 60.0  # the longest wait before loading a failed version again
@@ -116,14 +117,14 @@ def _check_limits(inputs: dict[str, np.ndarray], limits: Limits) -> None:
     if rows > limits.max_batch:
         raise ServingError("INVALID_ARGUMENT", f"input {key}: {rows} rows; this server takes "
                            f"at most {limits.max_batch} per request (--max-batch)")
-    steps = {k: int(np.max(inputs[k])) for k in STEP_INPUTS if k in inputs and inputs[k].size}
-    steps = steps or {k: s[1] for k, s in shaped.items() if len(s) > 1}
-    if steps:
-        key = max(steps, key=steps.get)
-        if rows * steps[key] > limits.max_batch_steps:
-            raise ServingError("INVALID_ARGUMENT", f"{rows} rows x {steps[key]} steps ({key}) "
-                               f"= {rows * steps[key]}; this server takes at most "
-                               f"{limits.max_batch_steps} per request (--max-batch-steps)")
+    # a row costs the steps it reads (its longest sequence input) and the steps it generates
+    read = max((s[1] for s in shaped.values() if len(s) > 1), default=0)
+    written = max((int(np.max(inputs[k])) for k in STEP_INPUTS if k in inputs and inputs[k].size),
+                  default=0)
+    if rows * (read + written) > limits.max_batch_steps:
+        raise ServingError("INVALID_ARGUMENT", f"{rows} rows x ({read} steps read + {written} "
+                           f"generated) = {rows * (read + written)}; this server takes at most "
+                           f"{limits.max_batch_steps} per request (--max-batch-steps)")
 
 
 class ModelRegistry:
@@ -194,8 +195,7 @@ class ModelRegistry:
 
     def _refresh_entry(self, entry) -> None:
         base = self.base_path(entry)
-        available = sorted(int(p.name) for p in base.glob("*") if p.name.isascii()
-                           and p.name.isdigit() and (p / "saved_model.pb").exists())
+        available = version_numbers(base, saved_models_only=True)
         wanted = self._wanted(entry, available)
         with self.lock:
             loaded = dict(self.models.get(entry.name, {}))

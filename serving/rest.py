@@ -143,6 +143,8 @@ def make_handler(registry: ModelRegistry, limits: Limits, timeout: float):
                 self.close_connection = True
                 self._send(408, {"error": f"no request body within {timeout:g} s "
                                           "(--rest-timeout)"})
+            except (BrokenPipeError, ConnectionResetError):  # the client went away: no one
+                self.close_connection = True  # to answer, nothing to log
             except Exception as exc:  # never drop a connection without an answer
                 log.exception("rest: %s", self.path[:200])
                 self._send(500, {"error": " ".join(f"{type(exc).__name__}: {exc}".split())})

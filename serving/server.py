@@ -156,8 +156,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-batch", type=count, default=64, help="cap on rows per request")
     parser.add_argument("--max-batch-steps", type=count, default=32768,
                         help="cap on rows x steps per request (32768: 16 rows of 2000 steps or "
-                        "64 of 512); steps are num_steps or num_bars, else the inputs' second "
-                        "axis")
+                        "64 of 512); a row's steps are those it reads (its longest input "
+                        "sequence, e.g. the primer) plus those it generates (num_steps)")
     parser.add_argument("--max-concurrent-rpcs", type=count, default=32,
                         help="gRPC calls running (8 at a time) or queued; past it a call gets "
                         "RESOURCE_EXHAUSTED at once")

@@ -15,6 +15,7 @@ import numpy as np
 from preprocessing.piece import InputError
 from serving import contract
 from serving.errors import ComposerError, error_message
+from serving.versions import version_numbers
 
 
 class Transport(Protocol):
@@ -44,7 +45,7 @@ def resolve(model: str | Path, version: int | None = None) -> Path:
     path = Path(model)
     if (path / "saved_model.pb").exists():
         return path
-    found = sorted((int(p.name) for p in path.glob("*") if p.name.isdigit()), reverse=True)
+    found = version_numbers(path, saved_models_only=True)[::-1]
     if version is not None:
         if version not in found:
             raise InputError(f"{path}: no version {version} (have: {found or 'none'})")

@@ -146,3 +146,14 @@ def test_an_export_trained_on_other_data_says_what_it_replaced(registered, tmp_p
     assert capsys.readouterr().err.strip() == (
         f"{tmp_path / NAME}: version 3 (data: corpus:bach) replaces version 2 (data: my_midi/) "
         "as the newest, the one served and generated from; pass --export-name to keep both")
+
+
+def test_version_folders_are_ascii_numbers_that_fit_int64(tmp_path):
+    # BUG (probe, issue 11): "²" passed str.isdigit and a 20-digit folder broke gRPC status
+    from serving.versions import version_numbers
+
+    for name in ("1", "7", "²", "99999999999999999999", "3a", ".staging-1"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "7" / "saved_model.pb").write_bytes(b"")
+    assert version_numbers(tmp_path) == [1, 7]
+    assert version_numbers(tmp_path, saved_models_only=True) == [7]

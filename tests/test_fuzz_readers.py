@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import multiprocessing
 import os
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
+import zipfile
 from functools import cache
 from pathlib import Path
 
@@ -117,6 +119,7 @@ def _address_space() -> int:
 def _summary(piece) -> dict:
     arrays = (piece.start, piece.duration, piece.bar_starts)
     return {"notes": len(piece), "end": piece.end, "bars": len(piece.bar_starts),
+            "first": float(piece.start.min()),
             "finite": bool(all(np.isfinite(a).all() for a in arrays)
                            and np.isfinite(piece.qpm) and piece.qpm > 0),
             "bounds": len(bars.bar_bounds(piece))}
@@ -200,7 +203,7 @@ def check(result: tuple, options: ReadOptions = LIMITS) -> str | list:
         return value[len(path) + 2:]
     for piece in value:
         assert 0 < piece["notes"] <= options.max_notes and piece["finite"], piece
-        assert 0 <= piece["end"] <= options.max_quarters, piece
+        assert 0 <= piece["first"] and 0 <= piece["end"] <= options.max_quarters, piece
         assert piece["bars"] <= options.max_quarters / MIN_BAR + 1, piece
         assert piece["bounds"] <= piece["bars"] + piece["end"] / MIN_BAR + 2, piece
     return value
@@ -361,3 +364,45 @@ def test_fuzz_garbled_musicxml(worker, data):
 @example(data=ABC.replace("=90", "=0").encode())  # was a ZeroDivisionError
 def test_fuzz_garbled_abc(worker, data):
     check(worker.read(".abc", data, NOTATION), NOTATION)
+
+
+def _mxl(score: str) -> bytes:
+    """A compressed MusicXML archive holding `score`."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("META-INF/container.xml", '<?xml version="1.0"?><container><rootfiles>'
+                         '<rootfile full-path="score.xml"/></rootfiles></container>')
+        archive.writestr("score.xml", score)
+    return buffer.getvalue()
+
+
+# each found by a probe (issue 11): small files that cost music21 or the encoder gigabytes
+HOSTILE_NOTATION = {
+    "a negative forward": (".musicxml", MUSICXML.replace(
+        "<note><pitch><step>E", "<forward><duration>-2000000000</duration></forward>"
+        "<note><pitch><step>E"), r"a note starts before the piece \(at quarter -\d+\)"),
+    "M:1000000/1": (".abc", ABC.replace("M:3/4", "M:1000000/1"),
+                    r"unusable time signature with 1000000 beats \(at most 64\)"),
+    "100000 beats": (".musicxml", MUSICXML.replace("<beats>3", "<beats>100000"),
+                     r"unusable time signature with 100000 beats \(at most 64\)"),
+    "a zip bomb": (".mxl", MUSICXML.replace("<part-list>", "<!--" + " " * 40_000_000 + "-->"
+                                             "<part-list>"), r"unpacks to \d+ bytes \(> \d+\)"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_NOTATION))
+def test_hostile_notation_is_refused_before_music21_reads_it(worker, name):
+    suffix, text, reason = HOSTILE_NOTATION[name]
+    data = _mxl(text) if suffix == ".mxl" else text.encode()
+    assert len(data) < 100_000
+    outcome = check(worker.read(suffix, data, NOTATION), NOTATION)
+    assert isinstance(outcome, str) and re.fullmatch(reason, outcome), outcome
+
+
+def test_a_glob_does_not_follow_link_loops(tmp_path):
+    (tmp_path / "a").mkdir()
+    write_midi_file(tmp_path / "a" / "x.mid", [MELODY])
+    for name, target in (("self", "."), ("up", ".."), ("root", str(tmp_path))):
+        (tmp_path / "a" / name).symlink_to(target, target_is_directory=True)
+    found = readers.expand_inputs([f"{tmp_path}/**/*.mid"])
+    assert found == [tmp_path / "a" / "x.mid"]

@@ -295,7 +295,8 @@ BATCH_CASES = {  # id → (steps, rows, fragments)
     "rows over --max-batch": (4, MAX_BATCH + 1, [f"{MAX_BATCH + 1} rows", "--max-batch",
                                                  str(MAX_BATCH)]),
     "rows x steps over --max-batch-steps": (MAX_STEPS, MAX_BATCH, [
-        f"{MAX_BATCH} rows", f"{MAX_STEPS} steps", "--max-batch-steps", str(MAX_BATCH_STEPS)]),
+        f"{MAX_BATCH} rows", f"{MAX_STEPS} generated", "--max-batch-steps",
+        str(MAX_BATCH_STEPS)]),
 }
 
 
@@ -315,9 +316,21 @@ def test_batch_over_the_caps_is_refused(case, transport, server, stub, good):
 
 
 def test_batch_within_the_caps_is_served(server, stub, good):
-    rows, steps = MAX_BATCH, MAX_BATCH_STEPS // MAX_BATCH
+    inputs = good(1, MAX_BATCH)
+    rows, steps = MAX_BATCH, MAX_BATCH_STEPS // MAX_BATCH - inputs["primer"].shape[1]
     response = grpc_predict(stub, good(steps, rows))
     assert tf.make_ndarray(response.outputs["tokens"]).shape == (rows, steps)
+
+
+def test_a_long_primer_counts_against_the_steps_cap(server, stub, good):
+    # BUG (probe, issue 11): only num_steps counted, so a 520,000-event primer of padding with
+    # num_steps 1 passed every cap and held a worker for 70 s
+    inputs = good(1, 1)
+    inputs["primer"] = np.asarray([[""] * (MAX_BATCH_STEPS + 1) + ["C4|2|2"]], object)
+    code, message = grpc_code(lambda: grpc_predict(stub, inputs))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, message
+    assert_one_line_error(message, f"{MAX_BATCH_STEPS + 2} steps read + 1 generated",
+                          "--max-batch-steps")
 
 
 # --- 4. and 5. REST numbers out of range, deep nesting -------------------------------------------
@@ -749,7 +762,8 @@ def test_idle_connections_are_bounded_and_timed_out(server, stub, good):
 
 
 def test_grpc_rpcs_beyond_the_cap_are_resource_exhausted(server, stub, good):
-    inputs = good(MAX_STEPS, MAX_BATCH_STEPS // MAX_STEPS)
+    rows = MAX_BATCH_STEPS // (MAX_STEPS + good()["primer"].shape[1])  # slow, within the caps
+    inputs = good(MAX_STEPS, rows)
     with concurrent.futures.ThreadPoolExecutor(12) as pool:
         codes = list(pool.map(lambda _: grpc_code(lambda: grpc_predict(stub, inputs))[0],
                               range(12)))

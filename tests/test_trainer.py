@@ -826,6 +826,32 @@ def test_a_rerun_of_a_finished_job_exports_without_training_again(corpus, tmp_pa
     assert len(read_csv(job / "metrics.csv")) == 3
 
 
+def test_a_job_killed_while_exporting_only_exports_when_rerun(corpus, tmp_path, monkeypatch):
+    # BUG (probe, issue 11): the backup was gone and finished.json not yet written, so a kill
+    # during the export meant training again from epoch 1
+    import trainer.export
+
+    job, saved = tmp_path / "job", tmp_path / "saved"
+    argv = ["--model", "lstm", "--representation", "notes", "--data", corpus, "--epochs", "2",
+            "--seq-len", SEQ_LEN, "--batch-size", "16", "--hparams", hparams_flag("lstm"),
+            "--sample-every", "0", "--job-dir", job, "--export-dir", saved]
+    export = trainer.export.export_trained
+
+    def killed(*args, **kwargs):
+        raise _Killed
+
+    monkeypatch.setattr(trainer.export, "export_trained", killed)
+    with pytest.raises(_Killed):
+        run_main(argv)
+    monkeypatch.setattr(trainer.export, "export_trained", export)
+    rows = read_csv(job / "metrics.csv")
+    rc, out, err = run_main(argv)
+    assert rc == 0, err
+    assert "already trained with these settings on this data" in err
+    assert read_csv(job / "metrics.csv") == rows
+    assert json.loads(out.strip().splitlines()[-1])["export"].endswith("/1")
+
+
 def test_roll_loss_hparams_are_refused_for_notes_models(tmp_path):
     job = tmp_path / "job"
     rc, _, err = run_main(["--model", "lstm", "--representation", "notes", "--hparams",

@@ -21,7 +21,6 @@ from trainer import data as data_lib
 from trainer import losses
 from trainer.config import Config
 from trainer.data import DataSpec
-from trainer.export import export_trained
 from trainer.models import MODELS
 
 
@@ -49,7 +48,11 @@ def per_example_loss(hp: dict, y, logits):
 
 
 def fit(config: Config, spec: DataSpec, job: Path, train, vocab=None) -> dict:
-    """Trains with the custom distributed loop; the chief saves model.keras and metrics.csv."""
+    """Trains with the custom distributed loop; the chief saves model.keras and metrics.csv.
+
+    Returns:
+        (the last epoch's metrics, the trained model on the chief; None on the other workers).
+    """
     family = MODELS[config.model]  # Config has checked that it has a plain loss
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     x, y = train
@@ -99,5 +102,5 @@ def fit(config: Config, spec: DataSpec, job: Path, train, vocab=None) -> dict:
             out.writerows(rows)
     model.save(job / "model.keras")
     if not chief:
-        return {"loss": rows[-1]["loss"]}
-    return {"loss": rows[-1]["loss"], **export_trained(config, spec, model, vocab, x)}
+        return {"loss": rows[-1]["loss"]}, None  # the chief exports
+    return {"loss": rows[-1]["loss"]}, model

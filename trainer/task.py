@@ -122,12 +122,12 @@ def train_and_evaluate(config: Config) -> dict:
     (job / "data").unlink(missing_ok=True)
     (job / "data").symlink_to(folder.resolve(), target_is_directory=True)
     keras.utils.set_random_seed(config.seed)
-    metrics = fit(config, spec, job, train, vocab=vocab)
-    done = {"run": run, "metrics": {k: v for k, v in metrics.items() if k != "export"}}
+    metrics, model = fit(config, spec, job, train, vocab=vocab)
+    # before the export: a job killed while exporting only exports when rerun
     tmp = job / f"{FINISHED}.tmp"
-    tmp.write_text(json.dumps(done, indent=1))
+    tmp.write_text(json.dumps({"run": run, "metrics": metrics}, indent=1))
     os.replace(tmp, job / FINISHED)
-    return metrics
+    return {**metrics, **(export_trained(config, spec, model, vocab, train[0]) if model else {})}
 
 
 FINISHED = "finished.json"  # written last: the job's model.keras is complete

@@ -12,7 +12,6 @@ from preprocessing.piece import InputError
 from trainer import callbacks as composer_callbacks
 from trainer import data as data_lib
 from trainer.config import Config
-from trainer.export import export_trained
 from trainer.models import MODELS
 
 
@@ -47,7 +46,11 @@ def arrays(config: Config, spec: data_lib.DataSpec, folder: Path):
 
 def fit(config: Config, spec: data_lib.DataSpec, job: Path, train, val=None,
         vocab=None) -> dict:
-    """Trains `config.model` on (inputs, targets) arrays; writes everything under `job`."""
+    """Trains `config.model` on (inputs, targets) arrays; writes everything under `job`.
+
+    Returns:
+        (the last epoch's metrics, the trained model).
+    """
     family = MODELS[config.model]
     x, y = train
     train_ds = data_lib.to_dataset(x, y, config.batch_size, shuffle=True, seed=config.seed)
@@ -87,5 +90,4 @@ def fit(config: Config, spec: data_lib.DataSpec, job: Path, train, val=None,
                         shuffle=False,  # the dataset shuffles itself
                         verbose=1 if sys.stdout.isatty() else 2)  # a bar per batch on a terminal
     model.save(job / "model.keras")
-    return {**{k: float(v[-1]) for k, v in history.history.items()},
-            **export_trained(config, spec, model, vocab, x)}
+    return {k: float(v[-1]) for k, v in history.history.items()}, model

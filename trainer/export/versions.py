@@ -7,10 +7,12 @@ import os
 import shutil
 from pathlib import Path
 
+from serving.versions import version_numbers
+
 
 def versions(base: str | Path) -> list[int]:
     """The version numbers under a model folder, oldest first."""
-    return sorted(int(p.name) for p in Path(base).glob("*") if p.name.isdigit() and p.is_dir())
+    return version_numbers(base)
 
 
 INFO = Path("assets.extra") / "training.json"  # beside the SavedModel; TF Serving ignores it

@@ -47,7 +47,7 @@ def per_example_loss(hp: dict, y, logits):
     return mean_but_batch(loss.call(tf.cast(y, logits.dtype), logits))
 
 
-def fit(config: Config, spec: DataSpec, job: Path, train, vocab=None) -> dict:
+def fit(config: Config, spec: DataSpec, job: Path, train) -> tuple[dict, keras.Model | None]:
     """Trains with the custom distributed loop; the chief saves model.keras and metrics.csv.
 
     Returns:

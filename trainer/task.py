@@ -101,13 +101,13 @@ def train_and_evaluate(config: Config) -> dict:
     spec = data_lib.spec_of(folder)
     train, val = training.arrays(config, spec, folder)  # fails before anything is written
     job = Path(config.job_dir)
+    vocab = Vocabulary.load(folder / "vocab.json") if spec.representation == "notes" else None
     if config.multiworker:
         from trainer import distributed
 
         job, fit = distributed.job_dir_for(job), distributed.fit
     else:
-        fit = functools.partial(training.fit, val=val)
-    vocab = Vocabulary.load(folder / "vocab.json") if spec.representation == "notes" else None
+        fit = functools.partial(training.fit, val=val, vocab=vocab)  # samples need the vocab
     run = _run_key(config, folder)
     if not config.multiworker and _finished(job, run):
         print(f"{job}: already trained with these settings on this data; exporting its "
@@ -122,7 +122,7 @@ def train_and_evaluate(config: Config) -> dict:
     (job / "data").unlink(missing_ok=True)
     (job / "data").symlink_to(folder.resolve(), target_is_directory=True)
     keras.utils.set_random_seed(config.seed)
-    metrics, model = fit(config, spec, job, train, vocab=vocab)
+    metrics, model = fit(config, spec, job, train)
     # before the export: a job killed while exporting only exports when rerun
     tmp = job / f"{FINISHED}.tmp"
     tmp.write_text(json.dumps({"run": run, "metrics": metrics}, indent=1))
@@ -130,7 +130,7 @@ def train_and_evaluate(config: Config) -> dict:
     return {**metrics, **(export_trained(config, spec, model, vocab, train[0]) if model else {})}
 
 
-FINISHED = "finished.json"  # written last: the job's model.keras is complete
+FINISHED = "finished.json"  # written once model.keras is complete, before the export
 # flags that change where a model goes, not what is trained
 NOT_TRAINING = ("job_dir", "export_dir", "export_name")
 

@@ -45,7 +45,7 @@ def arrays(config: Config, spec: data_lib.DataSpec, folder: Path):
 
 
 def fit(config: Config, spec: data_lib.DataSpec, job: Path, train, val=None,
-        vocab=None) -> dict:
+        vocab=None) -> tuple[dict, keras.Model]:
     """Trains `config.model` on (inputs, targets) arrays; writes everything under `job`.
 
     Returns:

@@ -28,6 +28,8 @@ BUDGETS = {
     "vae": ("vae", "pianoroll", 20, "anneal_epochs=5", ("--seq-len", "32", "--batch-size", "16")),
     "wgan_gp": ("wgan_gp", "pianoroll", 20, "", ()),
     "wgan_gp_dcrnn": ("wgan_gp", "pianoroll", 20, "generator=dcrnn", ()),
+    "rnn_nade": ("rnn_nade", "pianoroll", 20, "learning_rate=0.002", ("--steps-per-quarter", "1",
+                 "--augment", "2", "--seq-len", "32", "--batch-size", "16", "--patience", "4")),
 }
 
 

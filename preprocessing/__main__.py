@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from preprocessing.dataset import REPRESENTATIONS, Settings, build
+from preprocessing.notes import CHORDS
 from preprocessing.pianoroll import ENCODINGS
 from preprocessing.piece import InputError
 from preprocessing.readers import ReadOptions
@@ -22,6 +23,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps-per-quarter", type=int, default=4)
     parser.add_argument("--encoding", choices=ENCODINGS, default="active",
                         help="piano-roll encoding")
+    parser.add_argument("--chords", choices=CHORDS, default="split",
+                        help="notes: split (a note per event, highest first) or classes (a "
+                             "token per chord)")
     parser.add_argument("--max-duration", type=int, default=32, help="notes: steps")
     parser.add_argument("--max-shift", type=int, default=32, help="notes: steps")
     parser.add_argument("--to-c", action="store_true", help="transpose to C major / A minor")
@@ -57,7 +61,8 @@ def main(argv=None) -> int:
     try:
         settings = Settings(
             representation=args.representation, steps_per_quarter=args.steps_per_quarter,
-            encoding=args.encoding, max_duration=args.max_duration, max_shift=args.max_shift,
+            encoding=args.encoding, chords=args.chords, max_duration=args.max_duration,
+            max_shift=args.max_shift,
             to_c=args.to_c, augment=args.augment, validation=args.validation, test=args.test,
             read=ReadOptions(tracks=args.tracks, max_bytes=args.max_file_bytes,
                              max_notes=args.max_notes, max_quarters=float(args.max_quarters),

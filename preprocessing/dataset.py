@@ -57,6 +57,8 @@ class Settings:
         encoding: `pianoroll` encoding, "active" or "onset-sustain".
         max_duration: `notes` and `performance`: longest duration in steps.
         max_shift: `notes`: longest time between events in steps.
+        chords: `notes`: "split" (notes that start together are events one after another,
+            highest first) or "classes" (one token per chord).
         to_c: transpose every piece to C major / A minor.
         augment: add ±1..N semitone transpositions of training pieces.
         validation: share of pieces held out for validation.
@@ -69,6 +71,7 @@ class Settings:
     encoding: str = "active"
     max_duration: int = 32
     max_shift: int = 32
+    chords: str = "split"
     to_c: bool = False
     augment: int = 0
     validation: float = 0.1
@@ -82,6 +85,9 @@ class Settings:
         if self.encoding not in pianoroll.ENCODINGS:
             raise InputError(f"--encoding: unknown {self.encoding!r}; "
                              f"choose from {', '.join(pianoroll.ENCODINGS)}")
+        if self.chords not in notes.CHORDS:
+            raise InputError(f"--chords: unknown {self.chords!r}; choose from "
+                             f"{', '.join(notes.CHORDS)}")
         if self.max_shift > self.max_duration:
             raise InputError("--max-shift must be <= --max-duration (rests last one shift)")
         if self.steps_per_quarter < 1 or self.augment < 0:
@@ -91,7 +97,9 @@ class Settings:
 
     @classmethod
     def from_dict(cls, fields: dict) -> "Settings":
-        return cls(**{**fields, "read": ReadOptions(**fields.get("read", {}))})
+        # datasets written before `chords` existed made one class per chord
+        return cls(**{"chords": "classes", **fields,
+                      "read": ReadOptions(**fields.get("read", {}))})
 
 
 def split_of(digest: str, settings: Settings = Settings()) -> str:
@@ -106,7 +114,7 @@ def encode(piece: Piece, settings: Settings):
     """One piece in the chosen representation (events, roll, or a dict of bar arrays)."""
     if settings.representation == "notes":
         return notes.piece_to_events(piece, settings.steps_per_quarter, settings.max_duration,
-                                     settings.max_shift)
+                                     settings.max_shift, settings.chords)
     if settings.representation == "pianoroll":
         return pianoroll.piece_to_roll(piece, settings.steps_per_quarter, settings.encoding)
     if settings.representation == "performance":
@@ -270,8 +278,8 @@ def _write(folder: Path, rows: list, pieces: dict, settings: Settings) -> dict:
     if settings.representation == "notes":
         vocab = notes.Vocabulary.build(
             ([t for t, _, _ in events] for p in pieces["train"] for events in p["encoded"]),
-            steps_per_quarter=settings.steps_per_quarter, max_duration=settings.max_duration,
-            max_shift=settings.max_shift)
+            chords=settings.chords, steps_per_quarter=settings.steps_per_quarter,
+            max_duration=settings.max_duration, max_shift=settings.max_shift)
         vocab.save(folder / "vocab.json")
     for split, items in pieces.items():
         items.sort(key=lambda p: p["name"])

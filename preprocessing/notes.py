@@ -1,10 +1,13 @@
-"""The `notes` representation: note/chord events that keep their duration and the time to the next.
+"""The `notes` representation: note events that keep their duration and the time to the next.
 
-An event is (token, duration, shift): `token` is a pitch name such as `E-5`, a chord as its
-pitch names joined by dots (`C4.E4.G4`), or `R` for a rest; `duration` and `shift` (time from this
-event's onset to the next one's) are counted in grid steps. Notes that start together with the
-same length form one chord; notes that start together with other lengths become events with
-shift 0, so the grid round-trip is exact. Gaps longer than `max_shift` are bridged by rests.
+An event is (token, duration, shift): `token` is a pitch name such as `E-5` or `R` for a rest;
+`duration` and `shift` (time from this event's onset to the next one's) are counted in grid
+steps. Notes that start together are written one after another with shift 0, highest first
+(BachBot's serialization, `chords="split"`, the default): the vocabulary is the 88 piano keys,
+so no chord of pitches in range is out of vocabulary. `chords="classes"` instead makes the notes
+that start together with the same length one chord token (pitch names joined by dots,
+`C4.E4.G4`), one softmax class per chord seen in training. Either way the grid round-trip is
+exact, and gaps longer than `max_shift` are bridged by rests.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from preprocessing.piece import PITCH_BY_NAME, PITCH_NAMES, InputError, Piece, f
 REST = "R"
 OOV = "<oov>"
 SEPARATOR = "|"
+CHORDS = ("split", "classes")
+PIANO = range(21, 109)  # A0-C8: in a split vocabulary whether seen in training or not
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,12 +45,16 @@ class Vocabulary:
     max_shift: int = 32
 
     @classmethod
-    def build(cls, token_lists, min_count: int = 1, **grid) -> "Vocabulary":
-        """Builds the vocabulary from event-token sequences, most frequent first."""
+    def build(cls, token_lists, min_count: int = 1, chords: str = "split",
+              **grid) -> "Vocabulary":
+        """Builds the vocabulary from event-token sequences, most frequent first; a split
+        vocabulary also holds every piano key its data never played, last."""
         counts = collections.Counter(t for tokens in token_lists for t in tokens)
         counts.pop(REST, None)
         ordered = sorted((t for t, c in counts.items() if c >= min_count),
                          key=lambda t: (-counts[t], t))
+        if chords == "split":
+            ordered += [PITCH_NAMES[p] for p in PIANO if PITCH_NAMES[p] not in counts]
         return cls(tokens=(OOV, REST, *ordered), **grid)
 
     @property
@@ -85,23 +94,31 @@ def token_pitches(token: str) -> list[int]:
 
 
 def piece_to_events(piece: Piece, steps_per_quarter: int = 4, max_duration: int = 32,
-                    max_shift: int = 32) -> list[tuple[str, int, int]]:
-    """Encodes a piece as (token, duration, shift) events on the grid."""
+                    max_shift: int = 32, chords: str = "split") -> list[tuple[str, int, int]]:
+    """Encodes a piece as (token, duration, shift) events on the grid (`chords`: see above)."""
+    if chords not in CHORDS:
+        raise ValueError(f"chords: {chords!r} is not one of {', '.join(CHORDS)}")
     if not len(piece):
         return []
     onset, length = quantize(piece, steps_per_quarter)
     length = np.minimum(length, max_duration)
-    order = np.lexsort((piece.pitch, -length, onset))
+    if chords == "split":  # a group per onset, highest note first
+        order = np.lexsort((-piece.pitch, onset))
+        new_group = np.diff(onset[order]) != 0
+    else:  # a group per distinct (onset, length): a chord
+        order = np.lexsort((piece.pitch, -length, onset))
+        new_group = (np.diff(onset[order]) != 0) | (np.diff(length[order]) != 0)
     onset, length, pitch = onset[order], length[order], piece.pitch[order]
-    # one group per distinct (onset, length): a chord
-    starts = np.flatnonzero(np.r_[True, (np.diff(onset) != 0) | (np.diff(length) != 0)])
+    starts = np.flatnonzero(np.r_[True, new_group])
     ends = np.r_[starts[1:], len(onset)]
-    group_onsets = onset[starts]
-    events = _rests(int(group_onsets[0]), max_shift) if len(starts) else []
+    events = _rests(int(onset[0]), max_shift)
     for i, (a, b) in enumerate(zip(starts, ends)):
-        gap = int(group_onsets[i + 1] - group_onsets[i]) if i + 1 < len(starts) else int(length[a])
+        gap = int(onset[ends[i]] - onset[a]) if b < len(onset) else int(length[a:b].max())
         shift = min(gap, max_shift)
-        events.append((chord_token(pitch[a:b]), int(length[a]), shift))
+        group = [(PITCH_NAMES[p], int(n)) for p, n in zip(pitch[a:b], length[a:b])] \
+            if chords == "split" else [(chord_token(pitch[a:b]), int(length[a]))]
+        events.extend((token, n, 0) for token, n in group[:-1])
+        events.append((*group[-1], shift))
         events.extend(_rests(gap - shift, max_shift))
     return events
 
@@ -127,7 +144,7 @@ def events_to_piece(events, steps_per_quarter: int = 4, qpm: float = 120.0,
 
 
 def event_string(event: tuple[str, int, int]) -> str:
-    """The string form used across the serving API: `C4.E4.G4|4|2`."""
+    """The string form used across the serving API: `C4|4|2` (`C4.E4.G4|4|2`: a chord class)."""
     return SEPARATOR.join(map(str, event))
 
 

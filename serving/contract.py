@@ -95,7 +95,7 @@ def primer_steps(piece: Piece, meta: dict, length: int | None = None):
                          "--refine")
     if rep == "notes":
         events = notes.piece_to_events(piece, meta["steps_per_quarter"], meta["max_duration"],
-                                       meta["max_shift"])
+                                       meta["max_shift"], meta.get("chords") or "classes")
         return [notes.event_string(e) for e in events[:length]]
     if rep == "pianoroll":
         roll = pianoroll.piece_to_roll(piece, meta["steps_per_quarter"], meta["encoding"])

@@ -289,3 +289,23 @@ def stop_server(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory):
+    """The session's tiny trained and exported models (`tests.zoo.Zoo`): `zoo(name, rep)`."""
+    from tests.zoo import Zoo
+
+    return Zoo(tmp_path_factory.mktemp("zoo"))
+
+
+SLOW_FIXTURES = {"server", "cli"}  # a server subprocess; CLI runs including a subprocess
+
+
+def pytest_collection_modifyitems(items):
+    """Marks `slow` every test that uses a server or a CLI subprocess fixture (`-m "not slow"`
+    leaves them out; CI runs everything). Tests that start subprocesses themselves carry the
+    mark by hand."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

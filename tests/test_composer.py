@@ -2,7 +2,7 @@
 process and against a real `python -m serving.server`), primers as paths, bytes and pieces,
 MIDI bytes, and one-line errors.
 
-A tiny attention_lstm (untrained: the flow, not the music, is under test) is exported to a
+The session zoo's tiny attention_lstm (the flow, not the music, is under test) is copied to a
 temporary saved_models/ with a primer.mid beside it, as the README's example expects.
 """
 
@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
-from preprocessing.dataset import Settings
-from preprocessing.notes import Vocabulary
 from preprocessing.readers import read_file
 from serving import contract
 from serving.client import Client
@@ -31,35 +29,22 @@ from tests.conftest import (
     notes_of,
     start_server,
     stop_server,
-    two_voices,
     write_midi_file,
 )
-from trainer import data as data_lib
 from trainer import export
-from trainer.config import Config
-from trainer.models import MODELS
 
 REPO = Path(__file__).resolve().parents[1]
-SEQ_LEN = 8
 ABC = b"X:1\nT:scale\nM:4/4\nL:1/4\nK:C\nC D E F | G A B c | c B A G | F E D C |]\n"
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory) -> Path:
-    """A folder holding saved_models/attention_lstm/1 (and models.config) and primer.mid."""
+def root(tmp_path_factory, zoo) -> Path:
+    """A folder holding saved_models/attention_lstm/1 (the zoo's, and models.config) and
+    primer.mid."""
     root = tmp_path_factory.mktemp("composer")
-    corpus = root / "corpus"
-    for k in range(3):
-        write_midi_file(corpus / f"piece{k}.mid", two_voices(500 + k))
-    data = root / "data"
-    spec, _ = data_lib.prepare([str(corpus)], data, Settings(validation=0.0, test=0.0),
-                               progress=False)
-    config = Config(model="attention_lstm", seq_len=SEQ_LEN,
-                    hparams=dict(units=16, dense=16, attention_units=8, attention_width=4))
-    keras.utils.set_random_seed(0)
-    model = MODELS["attention_lstm"].build(spec, config.hparams, SEQ_LEN)
-    export.export(model, "attention_lstm", spec, SEQ_LEN, root / "saved_models",
-                  vocab=Vocabulary.load(data / "vocab.json"))
+    shutil.copytree(zoo("attention_lstm", "notes").path,
+                    root / "saved_models" / "attention_lstm" / "1")
+    export.write_models_config(root / "saved_models")
     write_midi_file(root / "primer.mid", [MELODY, BASS])
     return root
 

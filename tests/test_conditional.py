@@ -9,9 +9,7 @@ models trained for two epochs in this process (`trainer.task.main`), their Saved
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
 from pathlib import Path
 
@@ -29,16 +27,15 @@ from serving import contract
 from serving.composer import Composer
 from serving.errors import error_message
 from tests.conftest import BASS, MELODY, grid_notes, make_piece, two_voices, write_midi_file
+from tests.zoo import hparams_flag, run_main
 from trainer import conditions, data, export, generate, sampling, task
 from trainer.config import Config
 from trainer.models import MODELS, next_step_export
 
 SEQ_LEN = 8
 STEPS = 12
-TINY = {
-    "lstm": "units=16,layers=1,dense=16,embedding=8,learning_rate=0.01",
-    "attention_lstm": "units=16,dense=16,attention_units=8,attention_width=4,learning_rate=0.01",
-}
+TINY = {"lstm": hparams_flag("lstm", embedding=8),
+        "attention_lstm": hparams_flag("attention_lstm")}
 INPUTS = {"notes": "primer,num_steps,temperature,top_k,seed,key,density",
           "pianoroll": "primer,num_steps,temperature,threshold,seed,key,density"}
 C, E, G, A3 = 60, 64, 67, 57
@@ -146,15 +143,17 @@ def test_the_same_piece_gives_one_condition_in_every_encoding():
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(a[:12], hist(0, 4, 7, 2, 2, 5, 4), atol=1e-6)
     np.testing.assert_allclose(a[12:], [53 / 127, 76 / 127, 4 / 16], rtol=1e-6)
-    events = notes.piece_to_events(piece)
-    vocab = Vocabulary.build([[t for t, _, _ in events]])
-    ids = vocab.encode(events)[None]
-    tokens = np.asarray(vocab.tokens, object)[ids[..., 0]]
-    c = conditions.from_tokens(tokens, ids[..., 2], np.ones(ids.shape[:2], bool),
-                               conditions.pitch_table()).numpy()[0]
-    # 4 events (the chord, D4, D4, F3.E5) over 16 steps: the same density as the 4 onsets
-    assert [t for t, _, _ in events] == ["C4.E4.G4", "D4", "D4", "F3.E5"]
-    np.testing.assert_allclose(c, a, rtol=1e-6, atol=1e-7)
+    for chords, expected in (("classes", ["C4.E4.G4", "D4", "D4", "F3.E5"]),
+                             ("split", ["G4", "E4", "C4", "D4", "D4", "E5", "F3"])):
+        events = notes.piece_to_events(piece, chords=chords)
+        vocab = Vocabulary.build([[t for t, _, _ in events]], chords=chords)
+        ids = vocab.encode(events)[None]
+        tokens = np.asarray(vocab.tokens, object)[ids[..., 0]]
+        c = conditions.from_tokens(tokens, ids[..., 2], np.ones(ids.shape[:2], bool),
+                                   conditions.pitch_table()).numpy()[0]
+        # 4 onsets over 16 steps, however many events hold them
+        assert [t for t, _, _ in events] == expected
+        np.testing.assert_allclose(c, a, rtol=1e-6, atol=1e-7)
 
 
 def test_of_windows_batches_like_one_call():
@@ -302,10 +301,7 @@ class Conditional:
 
 
 def run_task(argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = task.main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
+    return run_main(task.main, argv)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from evaluation import evaluate
-from tests.conftest import write_midi_file
+from tests.conftest import make_piece, notes_of, write_midi_file
 from trainer import task
 
 MELODIES = [[(60 + (k * 5 + i * (k + 2)) % 12, float(i), 1.0) for i in range(24)]
@@ -83,3 +83,16 @@ def test_missing_data_is_a_clear_error(exported, tmp_path, capsys):
                             "--out", str(tmp_path / "out")])
     assert status == 2
     assert "nothing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rep", ["notes", "pianoroll"])
+def test_features_compare_with_the_held_out_pieces_as_the_model_hears_them(rep):
+    """On the model's own grid a piece is unchanged; on a grid of one step per quarter note the
+    eighth notes become quarter notes on the beat (what a perfect model would write)."""
+    meta = {"representation": rep, "steps_per_quarter": 4, "encoding": "active",
+            "max_duration": 32, "max_shift": 32, "chords": "split", "keys": 88}
+    on_grid = make_piece([(60, 0, 1), (64, 0, 1), (67, 1, 0.5), (65, 1.5, 0.5), (64, 2, 2)])
+    assert notes_of(evaluate.as_heard(on_grid, meta)) == notes_of(on_grid)
+    passing = make_piece([(48, 0, 2), (64, 0, 1), (65, 1, 0.5), (67, 1.5, 0.5)])
+    heard = evaluate.as_heard(passing, {**meta, "steps_per_quarter": 1})
+    assert notes_of(heard) == [(48, 0, 2), (64, 0, 1), (65, 1, 1), (67, 2, 1)]

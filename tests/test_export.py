@@ -5,15 +5,13 @@ the `trainer.task --export-dir` and `trainer.generate` CLIs end to end.
 
 Everything is real: MIDI files written with mido, datasets built by `preprocessing.dataset`, tiny
 Keras models trained for two epochs (so logits are not uniform and a seed does not decide a draw
-on its own), `tf.saved_model.load` of the exported folders, and the CLIs run as subprocesses.
+on its own; the session's zoo in tests/zoo.py), `tf.saved_model.load` of the exported folders,
+and the CLIs run in this process and once as a subprocess.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import dataclasses
-import io
 import json
 import os
 import re
@@ -24,35 +22,21 @@ import threading
 import wave
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from preprocessing.dataset import Settings
-from preprocessing.notes import OOV, Vocabulary, event_string, parse_event_string
+from preprocessing.notes import OOV, event_string, parse_event_string
 from preprocessing.readers import read_file
 from serving.transports import resolve
-from tests.conftest import BASS, MELODY, two_voices, write_midi_file
+from tests.conftest import BASS, MELODY, write_midi_file
+from tests.zoo import SEQ_LEN, Trained, case_id, hparams_flag, run_main
 from trainer import data as data_lib
-from trainer import export, rng, sampling, task
-from trainer.config import Config
-from trainer.models import MODELS, seq2seq
+from trainer import export, generate, rng, sampling, task
+from trainer.models import seq2seq
 
 REPO = Path(__file__).resolve().parents[1]
-SEQ_LEN = 8  # the window: primers are 8 steps, so primer + STEPS rolls the bilstm window
 STEPS = 12
-ATTENTION_WIDTH = 4  # < primer + STEPS: the attention window rolls
-
-# tiny sizes; a high learning rate so two epochs move the logits well away from uniform
-TINY = {
-    "lstm": dict(units=16, layers=1, dense=16, learning_rate=1e-2),
-    "bilstm": dict(units=16, layers=1, dense=16, learning_rate=1e-2),
-    "attention_lstm": dict(units=16, dense=16, attention_units=8,
-                           attention_width=ATTENTION_WIDTH, learning_rate=1e-2),
-    "seq2seq": dict(units=16, layers=1, dense=16, learning_rate=1e-2),
-    "midinet": dict(noise=100, filters=64),  # smaller ones barely hear their noise
-}
 
 # (family, representation, encoding): every family, both representations of the next-step ones
 CASES = [("lstm", "notes", "active"), ("lstm", "pianoroll", "active"),
@@ -60,14 +44,7 @@ CASES = [("lstm", "notes", "active"), ("lstm", "pianoroll", "active"),
          ("attention_lstm", "notes", "active"), ("attention_lstm", "pianoroll", "active"),
          ("seq2seq", "pianoroll", "active"), ("midinet", "bars", "active"),
          ("lstm", "pianoroll", "onset-sustain")]
-
-
-def case_id(case) -> str:
-    name, rep, encoding = case
-    return f"{name}-{rep}" + ("" if encoding == "active" else f"-{encoding}")
-
-
-IDS = [case_id(c) for c in CASES]
+IDS = [case_id(*c) for c in CASES]
 SIGNATURE_INPUTS = {
     "notes": ({"primer", "num_steps", "temperature", "top_k", "seed"}, {"context"}),
     "pianoroll": ({"primer", "num_steps", "temperature", "threshold", "seed"}, {"context"}),
@@ -76,91 +53,7 @@ SIGNATURE_INPUTS = {
 OUTPUT = {"notes": "tokens", "pianoroll": "frames", "bars": "bars"}
 
 
-# --- fixtures: real MIDI files → datasets → trained models → exported and loaded SavedModels -----
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("export-corpus")
-    for k in range(6):
-        write_midi_file(folder / f"piece{k}.mid", two_voices(100 + k))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def datasets(corpus, tmp_path_factory):
-    """(folder, spec) per (representation, encoding); every piece in the training split."""
-    out = {}
-    for rep, encoding in (("notes", "active"), ("pianoroll", "active"),
-                          ("pianoroll", "onset-sustain"), ("bars", "active")):
-        folder = tmp_path_factory.mktemp(f"export-ds-{rep}-{encoding}")
-        spec, summary = data_lib.prepare(
-            [str(corpus)], folder, Settings(representation=rep, encoding=encoding,
-                                            validation=0.0, test=0.0), progress=False)
-        assert summary["pieces"]["train"] == 6
-        out[rep, encoding] = folder, spec
-    return out
-
-
-@dataclasses.dataclass
-class Trained:
-    """A trained model, its data and its exported, loaded SavedModel."""
-
-    name: str
-    rep: str
-    encoding: str
-    spec: data_lib.DataSpec
-    vocab: Vocabulary | None
-    model: keras.Model
-    x: object  # the training inputs
-    path: Path  # the version folder
-    loaded: object
-
-    @property
-    def family(self):
-        return MODELS[self.name]
-
-    @property
-    def id(self) -> str:
-        return case_id((self.name, self.rep, self.encoding))
-
-    def primer(self, i: int, length: int = SEQ_LEN):
-        """The i-th primer of the training data: event strings, frames [L, keys], chords [4, 13]."""
-        if self.rep == "notes":
-            return [event_string(e) for e in self.vocab.decode(self.x[i][:length])]
-        if self.rep == "bars":
-            return self.x["chord"][4 * i:4 * i + 4]
-        frames = self.x["encoder"] if self.name == "seq2seq" else self.x
-        return frames[i][:length]
-
-
-@pytest.fixture(scope="module")
-def zoo(datasets, tmp_path_factory):
-    """`zoo(name, rep, encoding)`: a model trained for two epochs, exported as
-    EXPORTS/name-rep[-encoding]/1 and loaded back; each built once, on first use."""
-    export_dir = tmp_path_factory.mktemp("exports")
-    cache = {}
-
-    def get(name, rep, encoding="active") -> Trained:
-        key = (name, rep, encoding)
-        if key not in cache:
-            folder, spec = datasets[rep, encoding]
-            family = MODELS[name]
-            config = Config(model=name, representation=rep, encoding=encoding, seq_len=SEQ_LEN,
-                            hparams=dict(TINY[name]))
-            keras.utils.set_random_seed(CASES.index(key))
-            x, y = family.arrays(folder, "train", spec, config)
-            model = family.build(spec, config.hparams, SEQ_LEN)
-            model.fit(x, y, batch_size=16, epochs=2, verbose=0)
-            vocab = Vocabulary.load(folder / "vocab.json") if rep == "notes" else None
-            path = export.export(model, name, spec, SEQ_LEN, export_dir, name=case_id(key),
-                                 vocab=vocab)
-            cache[key] = Trained(name, rep, encoding, spec, vocab, model, x, path,
-                                 tf.saved_model.load(str(path)))
-        return cache[key]
-
-    get.export_dir = export_dir
-    return get
-
+# --- the session's zoo (tests/zoo.py): real MIDI files → datasets → trained, exported models -----
 
 @pytest.fixture(params=CASES, ids=IDS)
 def trained(request, zoo) -> Trained:
@@ -571,7 +464,9 @@ def test_models_config_lists_every_exported_model(zoo):
     path = zoo.export_dir / "models.config"
     config = parse_models_config(path)
     entries = config.model_config_list.config
-    assert sorted(c.name for c in entries) == sorted(IDS)
+    names = {c.name for c in entries}
+    assert set(IDS) <= names  # and whatever other test modules asked the session's zoo for
+    assert names == {p.name for p in zoo.export_dir.iterdir() if p.is_dir()}
     for entry in entries:
         assert entry.base_path == f"/models/{entry.name}"
         assert entry.model_platform == "tensorflow"
@@ -703,42 +598,18 @@ def test_max_steps_is_the_exported_limit(zoo, tmp_path):
 def task_args(corpus, job) -> list[str]:
     return ["--model", "lstm", "--representation", "pianoroll", "--data", str(corpus),
             "--epochs", "1", "--seq-len", str(SEQ_LEN), "--batch-size", "16",
-            "--hparams", "units=16,layers=1,dense=16", "--sample-every", "0",
-            "--job-dir", str(job)]
+            "--hparams", hparams_flag("lstm"), "--sample-every", "0", "--job-dir", str(job)]
 
 
-def run_task_in_process(argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = task.main([str(a) for a in argv])
-        except SystemExit as exc:
-            rc = exc.code
-    return rc, out.getvalue(), err.getvalue()
-
-
-def test_task_exports_a_new_version_per_run(corpus, tmp_path):
+def test_task_exports_a_new_version_per_run(zoo, tmp_path):
     exports = tmp_path / "exports"
-    result = subprocess.run(
-        [sys.executable, "-m", "trainer.task", *task_args(corpus, tmp_path / "job1"),
-         "--export-dir", str(exports)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert result.returncode == 0, result.stderr[-3000:]
-    printed = json.loads(result.stdout.strip().splitlines()[-1])
-    assert printed["export"] == str(exports / "lstm" / "1")
-    assert (exports / "lstm" / "1" / "saved_model.pb").is_file()
-
-    rc, out, err = run_task_in_process([*task_args(corpus, tmp_path / "job2"),
-                                        "--export-dir", exports])
-    assert rc == 0, err
-    assert json.loads(out.strip().splitlines()[-1])["export"] == str(exports / "lstm" / "2")
-    assert export.versions(exports / "lstm") == [1, 2]
-
-    rc, out, err = run_task_in_process([*task_args(corpus, tmp_path / "job3"),
-                                        "--export-dir", exports, "--export-name", "pianist"])
-    assert rc == 0, err
-    assert json.loads(out.strip().splitlines()[-1])["export"] == str(exports / "pianist" / "1")
+    for job, more, version in (("job1", [], "lstm/1"), ("job2", [], "lstm/2"),
+                               ("job3", ["--export-name", "pianist"], "pianist/1")):
+        rc, out, err = run_main(task.main, [*task_args(zoo.corpus, tmp_path / job),
+                                            "--export-dir", exports, *more])
+        assert rc == 0, err
+        assert json.loads(out.strip().splitlines()[-1])["export"] == str(exports / version)
+        assert (exports / version / "saved_model.pb").is_file()
     assert export.versions(exports / "lstm") == [1, 2]
     assert export.versions(exports / "pianist") == [1]
     assert not list(exports.glob("*/.staging-*"))
@@ -762,8 +633,8 @@ def own_stderr_lines(stderr: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cli(zoo, tmp_path_factory, parse_cache):
-    """`python -m trainer.generate` runs, in parallel subprocesses. MODELS/composer holds two
-    versions: 1 an lstm, 2 an attention_lstm (both on notes)."""
+    """`python -m trainer.generate` runs: one subprocess, the others in this process.
+    MODELS/composer holds two versions: 1 an lstm, 2 an attention_lstm (both on notes)."""
     root = tmp_path_factory.mktemp("generate-cli")
     models = root / "models"
     for name in ("lstm", "attention_lstm"):
@@ -792,14 +663,16 @@ def cli(zoo, tmp_path_factory, parse_cache):
         "bars": args("bars.mid", "--primer", primer, steps=3,
                      model=zoo("midinet", "bars").path.parent),
     }
+    # "full" runs as a subprocess (the real entry point, its stderr), the others in this process
+    # while it runs
     env = {**os.environ, "PYTHONPATH": str(REPO), "COMPOSER_CACHE": str(parse_cache)}
-
-    def run(argv):
-        return subprocess.run([sys.executable, "-m", "trainer.generate", *map(str, argv)],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
-        results = dict(zip(runs, pool.map(run, runs.values())))
+    full = subprocess.Popen([sys.executable, "-m", "trainer.generate", *map(str, runs.pop("full"))],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    results = {name: subprocess.CompletedProcess(argv, *run_main(generate.main, argv))
+               for name, argv in runs.items()}
+    stdout, stderr = full.communicate(timeout=300)
+    results["full"] = subprocess.CompletedProcess(full.args, full.returncode, stdout, stderr)
     return root, composer, results
 
 

@@ -157,3 +157,4 @@ def test_version_folders_are_ascii_numbers_that_fit_int64(tmp_path):
     (tmp_path / "7" / "saved_model.pb").write_bytes(b"")
     assert version_numbers(tmp_path) == [1, 7]
     assert version_numbers(tmp_path, saved_models_only=True) == [7]
+

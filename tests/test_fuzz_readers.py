@@ -235,6 +235,7 @@ def _limit_memory(limit: int):
     return lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_cli_skips_a_hostile_file_and_keeps_the_rest(tmp_path, workers):
     # 16 files take the worker pool when there are two workers; the old code died of a

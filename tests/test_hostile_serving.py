@@ -18,7 +18,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import grpc
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -27,8 +26,6 @@ from hypothesis import strategies as st
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from preprocessing.dataset import Settings
-from preprocessing.notes import Vocabulary
 from preprocessing.readers import read_file
 from serving import contract, models
 from serving.client import Client
@@ -40,14 +37,10 @@ from tests.conftest import (
     REPO,
     start_server,
     stop_server,
-    two_voices,
     write_midi_file,
 )
-from tests.test_serving import SEQ_LEN, TINY, grpc_predict, wait_for
-from trainer import data as data_lib
+from tests.test_serving import grpc_predict, wait_for
 from trainer import export
-from trainer.config import Config
-from trainer.models import MODELS
 
 MAX_STEPS = 64
 MAX_BYTES = 256 * 1024
@@ -74,26 +67,12 @@ def workdir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def export_dir(workdir) -> Path:
-    """EXPORT/notes/1 (an attention_lstm on notes, trained one epoch on two pieces) and its copy
-    EXPORT/notes_v/1, the model whose versions change."""
-    corpus = workdir / "corpus"
-    for k in range(2):
-        write_midi_file(corpus / f"piece{k}.mid", two_voices(500 + k))
-    data = workdir / "ds-notes"
-    spec, _ = data_lib.prepare([str(corpus)], data, Settings(representation="notes",
-                                                             validation=0.0, test=0.0),
-                               progress=False)
-    config = Config(model="attention_lstm", representation="notes", seq_len=SEQ_LEN,
-                    hparams=dict(TINY["attention_lstm"]))
-    keras.utils.set_random_seed(0)
-    x, y = MODELS["attention_lstm"].arrays(data, "train", spec, config)
-    model = MODELS["attention_lstm"].build(spec, config.hparams, SEQ_LEN)
-    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+def export_dir(workdir, zoo) -> Path:
+    """EXPORT/notes/1 (the session zoo's attention_lstm on notes) and its copy EXPORT/notes_v/1,
+    the model whose versions change."""
     folder = workdir / "models"
-    export.export(model, "attention_lstm", spec, SEQ_LEN, folder, name="notes",
-                  vocab=Vocabulary.load(data / "vocab.json"))
-    shutil.copytree(folder / "notes" / "1", folder / "notes_v" / "1")
+    for name in ("notes", "notes_v"):
+        shutil.copytree(zoo("attention_lstm", "notes").path, folder / name / "1")
     export.write_models_config(folder)
     return folder
 
@@ -220,6 +199,7 @@ def proto(dtype, dims, field=None, values=(), content=b"", unknown_rank=False):
     return p
 
 
+@pytest.mark.slow
 def test_help_lists_the_caps_with_their_defaults():
     text = subprocess.run([sys.executable, "-m", "serving.server", "--help"], cwd=REPO,
                           capture_output=True, text=True, check=True).stdout

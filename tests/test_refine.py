@@ -10,8 +10,6 @@ SavedModels loaded with `tf.saved_model.load`, and the CLIs run in-process.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from serving import contract
 from serving.composer import Composer
 from serving.errors import error_message
 from tests.conftest import BASS, MELODY, make_piece, write_midi_file
+from tests.zoo import run_main
 from trainer import data as data_lib
 from trainer import generate, task
 from trainer.config import Config
@@ -57,13 +56,6 @@ def chorale(seed: int) -> list:
         for n in sounding:
             n.append(TOP if n[0] == top else OTHER)
     return [[tuple(n) for n in v] for v in voices]
-
-
-def run_quiet(main, argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
 
 
 # --- the performance representation ---------------------------------------------------------------
@@ -229,7 +221,7 @@ def corpus(tmp_path_factory) -> Path:
 def trained(corpus, tmp_path_factory):
     """A refine model trained for 12 epochs at a high learning rate, exported and loaded back."""
     root = tmp_path_factory.mktemp("refine-job")
-    rc, out, err = run_quiet(task.main, [
+    rc, out, err = run_main(task.main, [
         "--model", "refine", "--data", corpus, "--epochs", 12, "--seq-len", SEQ_LEN,
         "--batch-size", 8, "--hparams", "units=16,layers=1,dense=16,learning_rate=0.01",
         "--seed", 1, "--sample-every", 0, "--job-dir", root / "job",
@@ -380,7 +372,7 @@ def test_refine_inputs_with_a_generator_is_an_input_error(generator):
 def generator(corpus, tmp_path_factory):
     """A tiny lstm on notes, trained one epoch by trainer.task and exported."""
     root = tmp_path_factory.mktemp("lstm-job")
-    rc, out, err = run_quiet(task.main, [
+    rc, out, err = run_main(task.main, [
         "--model", "lstm", "--data", corpus, "--epochs", 1, "--seq-len", 8, "--batch-size", 16,
         "--hparams", "units=8,layers=1,dense=8,embedding=8", "--seed", 2, "--sample-every", 0,
         "--job-dir", root / "job", "--export-dir", root / "exports"])

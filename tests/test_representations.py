@@ -36,6 +36,21 @@ def test_events_of_the_hand_made_piece(hand_made):
 
     assert events == [
         ("R", 32, 32), ("R", 8, 8),          # the leading rest of 40 steps
+        ("G4", 4, 0), ("E4", 4, 0), ("C4", 4, 0),  # notes that start together, highest first
+        ("C3", 16, 4),                        # the last one carries the shift to the next onset
+        ("E5", 8, 0), ("C5", 2, 32),          # together, different lengths
+        ("R", 24, 24),                        # 56 = 32 + 24: a rest bridges the gap
+        ("D5", 4, 4),
+        ("D4", 1, 1), ("D4", 1, 1),           # repeated note without a gap
+        ("E-4", 2, 2),
+    ]
+
+
+def test_chord_classes_of_the_hand_made_piece(hand_made):
+    events = notes.piece_to_events(hand_made, chords="classes")
+
+    assert events == [
+        ("R", 32, 32), ("R", 8, 8),          # the leading rest of 40 steps
         ("C3", 16, 0),                        # longer note first, shift 0
         ("C4.E4.G4", 4, 4),                   # the chord, then 4 steps to the next onset
         ("E5", 8, 0), ("C5", 2, 32),          # together, different lengths
@@ -46,8 +61,9 @@ def test_events_of_the_hand_made_piece(hand_made):
     ]
 
 
-def test_notes_round_trip_is_exact_on_the_grid(hand_made):
-    events = notes.piece_to_events(hand_made)
+@pytest.mark.parametrize("chords", notes.CHORDS)
+def test_notes_round_trip_is_exact_on_the_grid(hand_made, chords):
+    events = notes.piece_to_events(hand_made, chords=chords)
 
     back = notes.events_to_piece(events, qpm=90.0, name="back")
 
@@ -82,10 +98,10 @@ def test_long_notes_are_clipped_to_max_duration():
 
 
 def test_vocabulary_build_encode_decode(hand_made):
-    events = notes.piece_to_events(hand_made)
+    events = notes.piece_to_events(hand_made, chords="classes")
     tokens = [t for t, _, _ in events]
 
-    vocab = notes.Vocabulary.build([tokens, ["D4", "G4"]])
+    vocab = notes.Vocabulary.build([tokens, ["D4", "G4"]], chords="classes")
 
     # OOV first, the rest second, then by falling count (D4: 3 times) and name
     assert vocab.tokens == (notes.OOV, notes.REST, "D4", "C3", "C4.E4.G4", "C5", "D5", "E-4",
@@ -97,8 +113,22 @@ def test_vocabulary_build_encode_decode(hand_made):
     assert vocab.decode(ids) == events
 
 
+def test_a_split_vocabulary_holds_every_piano_key():
+    events = [notes.piece_to_events(p) for p in (make_piece(HAND_MADE), make_piece(MELODY))]
+
+    vocab = notes.Vocabulary.build([[t for t, _, _ in e] for e in events])
+
+    assert len(vocab.tokens) == 2 + 88  # OOV, rest and A0-C8, seen first by falling count
+    assert vocab.tokens[:4] == (notes.OOV, notes.REST, "D5", "E5")  # 3 times each
+    assert set(vocab.tokens[2:]) == {PITCH_NAMES[p] for p in range(21, 109)}
+    # any chord of pitches in range is in vocabulary, however rare
+    cluster = make_piece([(p, 0, 1) for p in (21, 22, 50, 61, 107, 108)])
+    assert 0 not in vocab.encode(notes.piece_to_events(cluster))[:, 0]
+
+
 def test_vocabulary_min_count_and_unknown_tokens():
-    vocab = notes.Vocabulary.build([["C4", "C4", "E4"], ["C4", "R", "G4", "E4"]], min_count=2)
+    vocab = notes.Vocabulary.build([["C4", "C4", "E4"], ["C4", "R", "G4", "E4"]], min_count=2,
+                                   chords="classes")
 
     assert vocab.tokens == (notes.OOV, notes.REST, "C4", "E4")
     ids = vocab.encode([("G4", 2, 2), ("C4.E4", 1, 0), ("E4", 1, 1)])

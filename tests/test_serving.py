@@ -1,17 +1,16 @@
 """serving: the local TF Serving stand-in (`python -m serving.server`) and its client, end to end.
 
-Everything is real: MIDI files written with mido, tiny models trained for one epoch on them and
-exported with `trainer.export` (attention_lstm on notes, lstm on piano rolls, midinet on bars),
+Everything is real: MIDI files written with mido, tiny models trained on them and exported with
+`trainer.export` (the session's zoo: attention_lstm on notes, lstm on piano rolls, midinet on bars),
 the server started once as a subprocess on 127.0.0.1 with free ports, and every request sent over
 real gRPC (the client, or raw tensorflow-serving-api stubs) and real HTTP (the client, or urllib).
-Also: the client CLI as subprocesses, a new version appearing while serving, SIGTERM, and the
-Dockerfile's TF Serving configs parsed as TF Serving's own protos.
+Also: the client CLI (in this process, and once as a subprocess), a new version appearing while
+serving, SIGTERM, and the Dockerfile's TF Serving configs parsed as TF Serving's own protos.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import http.client
 import json
 import os
@@ -28,7 +27,6 @@ import wave
 from pathlib import Path
 
 import grpc
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -42,10 +40,9 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from preprocessing.dataset import Settings
-from preprocessing.notes import Vocabulary
 from preprocessing.readers import read_file
 from preprocessing.writers import write_midi
+from serving import client as client_cli
 from serving import contract
 from serving.client import Client, ClientError
 from serving.composer import Composer
@@ -55,28 +52,18 @@ from tests.conftest import (
     Server,
     start_server,
     stop_server,
-    two_voices,
     write_midi_file,
 )
-from trainer import data as data_lib
+from tests.zoo import SEQ_LEN, run_main
 from trainer import export
-from trainer.config import Config
-from trainer.models import MODELS
 
 REPO = Path(__file__).resolve().parents[1]
-SEQ_LEN = 8
 MAX_STEPS = 64  # the server's --max-steps (the exports themselves allow 4096)
 MAX_BYTES = 256 * 1024  # the server's --max-request-bytes (REST body and gRPC message)
 SERVER_FLAGS = ("--poll-seconds", "0.5", "--max-steps", str(MAX_STEPS),
                 "--max-request-bytes", str(MAX_BYTES))
 STEPS = 16
 
-TINY = {
-    "lstm": dict(units=16, layers=1, dense=16, learning_rate=1e-2),
-    "attention_lstm": dict(units=16, dense=16, attention_units=8, attention_width=4,
-                           learning_rate=1e-2),
-    "midinet": dict(noise=8, filters=8),
-}
 # served name → (family, representation)
 SERVED = {"notes": ("attention_lstm", "notes"), "roll": ("lstm", "pianoroll"),
           "bars": ("midinet", "bars")}
@@ -88,20 +75,11 @@ GENERATE_INPUTS = {"notes": {"primer", "num_steps", "temperature", "top_k", "see
 DEFAULT_INPUTS = {"notes": {"context"}, "pianoroll": {"context"},
                   "bars": {"chord", "previous", "seed"}}
 META_KEYS = {"model", "representation", "steps_per_quarter", "encoding", "vocab_size",
-             "max_duration", "max_shift", "keys", "window", "max_steps", "conditional", "inputs",
-             "signatures"}
+             "max_duration", "max_shift", "chords", "keys", "window", "max_steps", "conditional",
+             "inputs", "signatures"}
 
 
 # --- fixtures: MIDI corpus → datasets → tiny trained models → an export folder → a server --------
-
-@dataclasses.dataclass
-class Trained:
-    family: str
-    rep: str
-    spec: data_lib.DataSpec
-    vocab: Vocabulary | None
-    model: keras.Model
-
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
@@ -119,37 +97,22 @@ def primer_piece(primer_midi):
     return read_file(primer_midi)[0]
 
 
-class Zoo(dict):
-    """Served name → Trained, and the export folder they live in."""
+class Served(dict):
+    """Served name → the zoo's Trained model, and the export folder they are served from."""
 
     export_dir: Path
 
 
 @pytest.fixture(scope="module")
-def trained(workdir) -> Zoo:
-    """The three served models, trained for one epoch, exported as EXPORT/NAME/1, plus
+def trained(zoo, workdir) -> Served:
+    """The three served models from the session's zoo, copied to EXPORT/NAME/1, plus
     EXPORT/roll_v/1 (a copy of roll/1); models.config lists all four."""
-    corpus = workdir / "corpus"
-    for k in range(4):
-        write_midi_file(corpus / f"piece{k}.mid", two_voices(300 + k))
     export_dir = workdir / "models"
-    out = Zoo()
+    out = Served()
     out.export_dir = export_dir
-    for name, (family, rep) in SERVED.items():
-        folder = workdir / f"ds-{rep}"
-        spec, _ = data_lib.prepare([str(corpus)], folder,
-                                   Settings(representation=rep, validation=0.0, test=0.0),
-                                   progress=False)
-        config = Config(model=family, representation=rep, seq_len=SEQ_LEN,
-                        hparams=dict(TINY[family]))
-        keras.utils.set_random_seed(len(out))
-        x, y = MODELS[family].arrays(folder, "train", spec, config)
-        model = MODELS[family].build(spec, config.hparams, SEQ_LEN)
-        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
-        vocab = Vocabulary.load(folder / "vocab.json") if rep == "notes" else None
-        path = export.export(model, family, spec, SEQ_LEN, export_dir, name=name, vocab=vocab)
-        assert path == export_dir / name / "1"
-        out[name] = Trained(family, rep, spec, vocab, model)
+    for name, case in SERVED.items():
+        out[name] = zoo(*case)
+        shutil.copytree(out[name].path, export_dir / name / "1")
     shutil.copytree(export_dir / "roll" / "1", export_dir / VERSIONED / "1")
     export.write_models_config(export_dir)
     out[VERSIONED] = out["roll"]
@@ -406,7 +369,7 @@ def test_rest_row_format_instances_matches_columnar(server, good):
     assert columnar[1] == rows[1]
 
 
-# --- the client CLI as subprocesses (started together: each one imports TensorFlow) -------------
+# --- the client CLI: one run as a subprocess, the others in this process --------------------------
 
 @pytest.fixture(scope="module")
 def cli(server, primer_midi, workdir):
@@ -439,15 +402,14 @@ def cli(server, primer_midi, workdir):
         "rest-at-the-grpc-port": ["--rest", f"http://{server.grpc}", "--model", "notes",
                                   "--status", "--timeout", "20"],
     }
+    # "grpc" runs as a subprocess (the real entry point), the others in this process meanwhile
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = {name: subprocess.Popen([sys.executable, "-m", "serving.client", *args], cwd=REPO,
-                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True)
-             for name, args in cases.items()}
-    results = {}
-    for name, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=240)
-        results[name] = (proc.returncode, stdout, stderr)
+    proc = subprocess.Popen([sys.executable, "-m", "serving.client", *cases.pop("grpc")],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    results = {name: run_main(client_cli.main, args) for name, args in cases.items()}
+    stdout, stderr = proc.communicate(timeout=240)
+    results["grpc"] = (proc.returncode, stdout, stderr)
     results["root"], results["wav"], results["server"] = root, wav, server
     return results
 
@@ -563,7 +525,7 @@ def test_metadata_signature_values(client, name, trained):
     assert {k: meta[k] for k in expected} == expected
     if rep == "notes":
         assert meta["vocab_size"] == len(trained[name].vocab.tokens) > 2
-        assert (meta["max_duration"], meta["max_shift"]) == (32, 32)
+        assert (meta["max_duration"], meta["max_shift"], meta["chords"]) == (32, 32, "split")
     if rep == "pianoroll":
         assert meta["keys"] == 88
 
@@ -889,7 +851,7 @@ def test_new_version_is_loaded_and_the_old_one_unloaded(trained, server, stub, g
     before = grpc_predict(stub, good("roll", steps=4), name=name)
     assert before.model_spec.version.value == 1
     t = trained[name]
-    path = export.export(t.model, t.family, t.spec, SEQ_LEN, trained.export_dir, name=name)
+    path = export.export(t.model, t.name, t.spec, SEQ_LEN, trained.export_dir, name=name)
     assert path == trained.export_dir / name / "2"
     wait_for(lambda: grpc_client.status(name) == [{"version": 2, "state": "AVAILABLE"}],
              what="version 2 alone AVAILABLE")

@@ -12,9 +12,7 @@ checked bit for bit against the same SavedModel loaded in this process
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from serving import contract
 from serving.client import Client, ClientError
 from serving.composer import Composer
 from tests.conftest import Server, notes_of, start_server, stop_server, two_voices, write_midi_file
+from tests.zoo import hparams_flag, run_main
 from trainer import conditions, export, task
 from trainer import data as data_lib
 from trainer.config import Config
@@ -40,13 +39,13 @@ KEYS = 88
 # served name → (trainer.task flags, the metadata's model, its `generate` inputs)
 SERVED = {
     "cond": (["--model", "lstm", "--representation", "notes", "--hparams",
-              "condition=true,units=16,layers=1,dense=16,embedding=8,learning_rate=0.01"],
+              hparams_flag("lstm", condition="true", embedding=8)],
              "lstm", "primer,num_steps,temperature,top_k,seed,key,density"),
-    "vae": (["--model", "vae", "--hparams", "latent=4,units=8"], "vae",
+    "vae": (["--model", "vae", "--hparams", hparams_flag("vae")], "vae",
             "primer,num_steps,temperature,threshold,seed"),
-    "gan": (["--model", "wgan_gp", "--hparams", "noise=4,filters=8,critic_steps=1"], "wgan_gp",
+    "gan": (["--model", "wgan_gp", "--hparams", hparams_flag("wgan_gp")], "wgan_gp",
             "num_steps,form,temperature,threshold,seed"),
-    "refine": (["--model", "refine", "--hparams", "units=8,layers=1,dense=8"], "refine",
+    "refine": (["--model", "refine", "--hparams", hparams_flag("refine")], "refine",
                "pitch,onset,duration"),
 }
 FORM_ERROR = "form: capital letters A-Z, one per segment, e.g. ABCAB"
@@ -88,14 +87,12 @@ def exports(workdir) -> Exports:
     jobs, loaded = {}, {}
     for name, (flags, _, _) in SERVED.items():
         jobs[name] = workdir / f"job-{name}"
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = task.main([*flags, "--data", str(corpus), "--epochs", "1", "--seq-len",
-                            str(SEGMENT), "--batch-size", "8", "--sample-every", "0",
-                            "--job-dir", str(jobs[name]), "--export-dir", str(folder),
-                            "--export-name", name])
-        assert rc == 0, err.getvalue()[-3000:]
-        path = Path(json.loads(out.getvalue().strip().splitlines()[-1])["export"])
+        rc, out, err = run_main(task.main, [
+            *flags, "--data", corpus, "--epochs", 1, "--seq-len", SEGMENT, "--batch-size", 8,
+            "--sample-every", 0, "--job-dir", jobs[name], "--export-dir", folder,
+            "--export-name", name])
+        assert rc == 0, err[-3000:]
+        path = Path(json.loads(out.strip().splitlines()[-1])["export"])
         assert path == folder / name / "1"
         loaded[name] = tf.saved_model.load(str(path))
     export.write_models_config(folder)
@@ -161,13 +158,7 @@ def full_notes(piece) -> list[tuple]:
 
 def run_cli(*argv) -> tuple[int, str, str]:
     """`serving.client.main` in this process: (exit status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = client_cli.main([str(a) for a in argv])
-        except SystemExit as exc:  # argparse
-            rc = exc.code
-    return rc, out.getvalue(), err.getvalue()
+    return run_main(client_cli.main, argv)
 
 
 def segments(frames: np.ndarray) -> list[np.ndarray]:

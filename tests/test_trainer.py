@@ -8,9 +8,7 @@ codes and the kill-and-resume test, as a subprocess.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import math
 import os
@@ -29,30 +27,14 @@ from preprocessing.dataset import Settings, split_of
 from preprocessing.notes import Vocabulary, token_pitches
 from preprocessing.readers import SUFFIXES, content_digest, read_file
 from tests.conftest import BAD_INPUTS, two_voices, write_midi_file
+from tests.zoo import TINY, hparams_flag, run_main
 from trainer import callbacks, losses, metrics, sampling, task
 from trainer import data as data_lib
 from trainer.config import Config, parse_hparams
-from trainer.models import MODELS, seq2seq
+from trainer.models import MODELS, models_markdown, seq2seq
 
 REPO = Path(__file__).resolve().parents[1]
 SEQ_LEN = 8
-
-# tiny sizes of every family, so a build and a training step take a second or so
-TINY = {
-    "lstm": dict(units=16, layers=1, dense=16),
-    "bilstm": dict(units=16, layers=1, dense=16),
-    "attention_lstm": dict(units=16, dense=16, attention_units=8),
-    "seq2seq": dict(units=16, layers=1, dense=16),
-    "midinet": dict(noise=8, filters=8),
-    "vae": dict(latent=4, units=8),
-    "wgan_gp": dict(noise=4, filters=8, critic_steps=1),
-    "refine": dict(units=8, layers=1, dense=8),
-}
-
-
-def hparams_flag(name: str) -> str:
-    return ",".join(f"{k}={v}" for k, v in TINY[name].items())
-
 
 # --- fixtures: a corpus of real MIDI files, datasets built from it once per module ---------------
 
@@ -98,15 +80,9 @@ def first(arrays, n: int):
     return {k: v[:n] for k, v in arrays.items()} if isinstance(arrays, dict) else arrays[:n]
 
 
-def run_main(argv: list[str]) -> tuple[int, str, str]:
+def run_task(argv: list[str]) -> tuple[int, str, str]:
     """`trainer.task.main` in this process: (exit status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = task.main(_no_export(argv))
-        except SystemExit as exc:  # argparse
-            rc = exc.code
-    return rc, out.getvalue(), err.getvalue()
+    return run_main(task.main, _no_export(argv))
 
 
 def _no_export(argv) -> list[str]:
@@ -162,7 +138,9 @@ def test_focal_loss_config_round_trip():
 
 def test_note_density_is_the_share_of_positive_logits():
     logits = np.array([[-1.0, 0.0, 2.0, 3.0], [-5.0, -0.1, 0.1, -2.0]], "float32")
-    assert float(metrics.note_density(np.zeros_like(logits), logits)) == pytest.approx(3 / 8)
+    density = np.asarray(metrics.note_density(np.zeros_like(logits), logits))
+    assert density.tolist() == pytest.approx([2 / 4, 1 / 4])  # per step: weights apply
+    assert density.mean() == pytest.approx(3 / 8)
     names = [m if isinstance(m, str) else getattr(m, "name", getattr(m, "__name__", ""))
              for m in metrics.roll_metrics()]
     assert names == ["precision", "recall", "note_density"]
@@ -210,6 +188,57 @@ def test_next_step_targets_are_the_inputs_shifted_by_one(datasets):
         np.testing.assert_array_equal(y[field][:, :-1], x[:, 1:, i])
     _, last = data_lib.next_step_arrays(folder, "train", spec, SEQ_LEN, last_only=True)
     np.testing.assert_array_equal(last["token"], y["token"][:, -1])
+
+
+def test_windows_mask_the_padding():
+    short = np.array([[5, 1, 1], [6, 2, 2], [7, 3, 3]], np.int32)
+    piece = np.arange(10)[:, None] * np.ones((1, 3), np.int32)
+    w, valid = data_lib.windows([short, piece], 5, stride=5, mask=True)
+    assert valid.tolist() == [[False, False, True, True, True], [True] * 5, [True] * 5]
+    assert np.array_equal(w, data_lib.windows([short, piece], 5, stride=5))
+
+
+@pytest.fixture(scope="module")
+def short_and_long(tmp_path_factory):
+    """A notes and a piano-roll dataset of one piece shorter than a window and one longer."""
+    corpus = tmp_path_factory.mktemp("short-and-long")
+    write_midi_file(corpus / "short.mid", [[(60, 0, 1), (64, 1, 1), (67, 2, 1)]])
+    write_midi_file(corpus / "long.mid", two_voices(7))
+    out = {}
+    for rep in ("notes", "pianoroll"):
+        folder = tmp_path_factory.mktemp(f"short-and-long-{rep}")
+        out[rep] = data_lib.prepare([str(corpus)], folder, Settings(
+            representation=rep, validation=0.0, test=0.0), progress=False)[1] and (
+            folder, data_lib.spec_of(folder))
+    return out
+
+
+@pytest.mark.parametrize("rep", ["notes", "pianoroll"])
+def test_padding_targets_never_count(rep, short_and_long):
+    """Targets inside a short piece's left padding get weight 0: whatever they hold, the loss
+    and the metrics are the same; a piece longer than the window has no padding at all."""
+    folder, spec = short_and_long[rep]
+    x, y = data_lib.next_step_arrays(folder, "train", spec, 16)
+    clean, weights = data_lib.sample_weights(y)
+    first = y["token"] if rep == "notes" else y
+    padded = (first == data_lib.PAD) if rep == "notes" else (first == data_lib.PAD).all(-1)
+    if rep == "notes":
+        assert all(w is weights["token"] for w in weights.values())
+        weights = weights["token"]
+    assert padded.sum() > 0 and np.array_equal(weights == 0, padded)
+    assert padded.any(axis=1).sum() == 1  # only the short piece's one window
+    keras.utils.set_random_seed(0)
+    model = MODELS["lstm"].build(spec, {**MODELS["lstm"].defaults, **TINY["lstm"]}, 16)
+    weights = {k: weights for k in clean} if rep == "notes" else weights
+    before = model.evaluate(x, clean, sample_weight=weights, verbose=0, return_dict=True)
+    other = {k: np.where(padded, 1, v) for k, v in clean.items()} if rep == "notes" \
+        else np.where(padded[..., None], 1.0, clean)
+    after = model.evaluate(x, other, sample_weight=weights, verbose=0, return_dict=True)
+    assert before == pytest.approx(after, rel=1e-6)
+    # the long piece alone: no padding, no weights
+    long_rows = ~padded.any(axis=1)
+    assert data_lib.sample_weights({k: v[long_rows] for k, v in y.items()} if rep == "notes"
+                                   else y[long_rows])[1] is None
 
 
 @pytest.fixture(scope="module")
@@ -283,9 +312,23 @@ def test_registry():
         "lstm": ("notes", "pianoroll"), "bilstm": ("notes", "pianoroll"),
         "attention_lstm": ("notes", "pianoroll"), "seq2seq": ("pianoroll",),
         "midinet": ("bars",), "vae": ("pianoroll",), "wgan_gp": ("pianoroll",),
-        "refine": ("performance",)}
+        "refine": ("performance",), "rnn_nade": ("pianoroll",)}
     assert [n for n, f in MODELS.items() if f.is_gan] == ["midinet", "wgan_gp"]
     assert [n for n, f in MODELS.items() if f.last_only] == ["bilstm"]
+
+
+def test_every_registered_family_has_tiny_settings():
+    """tests/zoo.py's TINY is the one place a family's test-sized hparams live."""
+    assert set(TINY) == set(MODELS)
+    for name, hparams in TINY.items():
+        assert set(hparams) <= set(MODELS[name].defaults), name
+
+
+def test_docs_models_table_is_the_registrys():
+    """docs/MODELS.md is `python -m trainer.task --list-models markdown`: it cannot drift."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "MODELS.md").read_text()
+    assert text == models_markdown(), "rerun: python -m trainer.task --list-models markdown " \
+                                      "> docs/MODELS.md"
 
 
 def test_parse_hparams_types_values_like_the_defaults():
@@ -359,6 +402,10 @@ def test_family_builds_trains_a_step_and_saves(name, rep, encoding, datasets, tm
         assert xb["decoder"][:, 0].tolist() == [[0.0] * keys + [1.0]] * 4
         np.testing.assert_array_equal(xb["decoder"][:, 1:, :keys], yb[:, :-1])
         assert tuple(out.shape) == (4, SEQ_LEN, keys)
+    elif name == "rnn_nade":  # reads L + 1 frames, scores the last L (a silent frame first)
+        assert xb.shape == (4, SEQ_LEN + 1, keys) and tuple(out.shape) == (4, SEQ_LEN, keys)
+        assert not xb[0, 0].any()
+        np.testing.assert_array_equal(xb[:, 1:], yb)
     elif rep == "pianoroll":
         expected = (4, keys) if name == "bilstm" else (4, SEQ_LEN, keys)
         assert tuple(out.shape) == expected and yb.shape == expected
@@ -460,10 +507,11 @@ def test_outputs_before_t_do_not_see_the_input_at_t(name, rep, datasets):
 def e2e(corpus, tmp_path_factory):
     """One attention_lstm job on notes, samples every epoch; run through `main` in-process."""
     job = tmp_path_factory.mktemp("e2e") / "job"
-    rc, out, err = run_main(["--model", "attention_lstm", "--representation", "notes",
+    rc, out, err = run_task(["--model", "attention_lstm", "--representation", "notes",
                              "--data", corpus, "--epochs", 2, "--seq-len", SEQ_LEN,
                              "--batch-size", 16, "--hparams", hparams_flag("attention_lstm"),
-                             "--job-dir", job, "--sample-every", 1, "--seed", 3])
+                             "--job-dir", job, "--sample-every", 1, "--sample-steps", 16,
+                             "--seed", 3])
     return rc, out, err, job
 
 
@@ -482,7 +530,8 @@ def test_cli_job_folder(e2e):
 
     rows = read_csv(job / "metrics.csv")
     assert [int(r["epoch"]) for r in rows] == [0, 1]
-    assert [float(r["learning_rate"]) for r in rows] == pytest.approx([1e-3, 1e-3])
+    lr = TINY["attention_lstm"]["learning_rate"]
+    assert [float(r["learning_rate"]) for r in rows] == pytest.approx([lr, lr])
     assert {"loss", "val_loss", "token_loss", "val_token_accuracy"} <= set(rows[0])
     # what main prints is the last epoch's metrics
     for key in ("loss", "val_loss", "learning_rate"):
@@ -540,7 +589,7 @@ def test_cli_samples_are_midi_files_of_the_vocabulary(e2e):
 def test_same_seed_same_losses_other_seed_other_losses(corpus, tmp_path):
     def losses_of(seed, name):
         job = tmp_path / name
-        rc, _, err = run_main(["--model", "lstm", "--representation", "notes", "--data", corpus,
+        rc, _, err = run_task(["--model", "lstm", "--representation", "notes", "--data", corpus,
                                "--epochs", 2, "--seq-len", SEQ_LEN, "--batch-size", 16,
                                "--hparams", hparams_flag("lstm"), "--sample-every", 0,
                                "--seed", seed, "--job-dir", job])
@@ -555,6 +604,7 @@ def test_same_seed_same_losses_other_seed_other_losses(corpus, tmp_path):
 
 # --- bad input -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_unknown_model_is_an_argparse_error_listing_the_choices(tmp_path):
     job = tmp_path / "job"
     result = run_cli("--model", "transformer", "--job-dir", job, timeout=120)
@@ -574,7 +624,7 @@ def test_unknown_model_is_an_argparse_error_listing_the_choices(tmp_path):
 ])
 def test_malformed_hparams(hparams, words, corpus, tmp_path):
     job = tmp_path / "job"
-    rc, out, err = run_main(["--model", "lstm", "--data", corpus, "--hparams", hparams,
+    rc, out, err = run_task(["--model", "lstm", "--data", corpus, "--hparams", hparams,
                              "--job-dir", job])
     assert rc == 2
     (line,) = error_lines(err)
@@ -591,7 +641,7 @@ def test_data_of_only_bad_files(tmp_path):
         maker(folder, write_midi_file)
     readable = [p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES]
     job = tmp_path / "job"
-    rc, _, err = run_main(["--model", "lstm", "--data", folder, "--job-dir", job])
+    rc, _, err = run_task(["--model", "lstm", "--data", folder, "--job-dir", job])
     assert rc != 0
     (line,) = error_lines(err)
     assert line.startswith(f"error: nothing usable in {folder}: all {len(readable)} files skipped")
@@ -603,12 +653,12 @@ def test_data_of_only_bad_files(tmp_path):
 
 def test_representation_a_model_does_not_take(corpus, tmp_path):
     job = tmp_path / "job"
-    rc, _, err = run_main(["--model", "seq2seq", "--representation", "notes", "--data", corpus,
+    rc, _, err = run_task(["--model", "seq2seq", "--representation", "notes", "--data", corpus,
                            "--job-dir", job])
     assert rc != 0
     assert error_lines(err) == ["error: --representation: seq2seq takes pianoroll, not 'notes'"]
     assert not job.exists()
-    rc, _, err = run_main(["--model", "midinet", "--representation", "pianoroll",
+    rc, _, err = run_task(["--model", "midinet", "--representation", "pianoroll",
                            "--data", corpus, "--job-dir", job])
     assert rc != 0 and "midinet takes bars" in err
     assert not job.exists()
@@ -617,7 +667,7 @@ def test_representation_a_model_does_not_take(corpus, tmp_path):
 def test_bad_numbers_are_errors(corpus, tmp_path):
     job = tmp_path / "job"
     for flag in ("--epochs", "--batch-size", "--seq-len"):
-        rc, _, err = run_main(["--model", "lstm", "--data", corpus, flag, 0, "--job-dir", job])
+        rc, _, err = run_task(["--model", "lstm", "--data", corpus, flag, 0, "--job-dir", job])
         assert rc != 0 and error_lines(err) == [f"error: {flag} must be >= 1"]
     assert not job.exists()
 
@@ -625,12 +675,12 @@ def test_bad_numbers_are_errors(corpus, tmp_path):
 def test_multiworker_needs_a_cluster_and_a_next_step_model(corpus, tmp_path, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     job = tmp_path / "job"
-    rc, _, err = run_main(["--model", "lstm", "--data", corpus, "--strategy", "multiworker",
+    rc, _, err = run_task(["--model", "lstm", "--data", corpus, "--strategy", "multiworker",
                            "--job-dir", job])
     assert rc != 0
     (line,) = error_lines(err)
     assert line.startswith("error: --strategy multiworker") and "TF_CONFIG" in line
-    rc, _, err = run_main(["--model", "midinet", "--data", corpus, "--strategy", "multiworker",
+    rc, _, err = run_task(["--model", "midinet", "--data", corpus, "--strategy", "multiworker",
                            "--job-dir", job])
     assert rc != 0 and error_lines(err)[0].startswith("error: --strategy multiworker: midinet")
     assert not job.exists()
@@ -644,7 +694,7 @@ def test_data_without_a_training_window_writes_no_job(tmp_path):
     for k in range(4):
         write_midi_file(folder / f"n{k}.mid", [[(60 + k, 0, 0.25)]])  # one event each
     job = tmp_path / "job"
-    rc, _, err = run_main(["--model", "lstm", "--data", folder, "--job-dir", job])
+    rc, _, err = run_task(["--model", "lstm", "--data", folder, "--job-dir", job])
     assert rc != 0
     assert error_lines(err) == ["error: no training windows: the data holds no piece with two "
                                 "or more steps"]
@@ -657,7 +707,7 @@ def test_an_invalid_hparam_value_is_a_clean_error_before_the_job(corpus, tmp_pat
     # traceback (exit 1) and leaves a half-written job folder
     job = tmp_path / "job"
     try:
-        rc, _, err = run_main(["--model", "lstm", "--representation", "pianoroll", "--data",
+        rc, _, err = run_task(["--model", "lstm", "--representation", "pianoroll", "--data",
                                corpus, "--hparams", "loss=hinge", "--job-dir", job])
     except Exception as exc:  # what main lets escape becomes a traceback and exit 1
         rc, err = f"raised {exc!r}", ""
@@ -669,13 +719,14 @@ def test_an_invalid_hparam_value_is_a_clean_error_before_the_job(corpus, tmp_pat
 
 # --- resume after a kill -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_killed_job_resumes_where_it_stopped(corpus, tmp_path):
     job = tmp_path / "job"
     epochs = 30
     cmd = [sys.executable, "-m", "trainer.task", "--model", "lstm", "--representation", "notes",
            "--data", str(corpus), "--epochs", str(epochs), "--seq-len", str(SEQ_LEN),
            "--batch-size", "16", "--hparams", hparams_flag("lstm"), "--sample-every", "1000",
-           "--job-dir", str(job), "--export-dir", str(tmp_path / "saved")]
+           "--patience", "1000", "--job-dir", str(job), "--export-dir", str(tmp_path / "saved")]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     metrics_csv = job / "metrics.csv"
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
@@ -798,7 +849,7 @@ def test_a_rerun_of_a_finished_job_exports_without_training_again(corpus, tmp_pa
     argv = ["--model", "lstm", "--representation", "notes", "--data", corpus, "--epochs", "2",
             "--seq-len", SEQ_LEN, "--batch-size", "16", "--hparams", hparams_flag("lstm"),
             "--sample-every", "0", "--job-dir", job, "--export-dir", saved]
-    rc, out, err = run_main(argv)
+    rc, out, err = run_task(argv)
     assert rc == 0, err
     first = json.loads(out.strip().splitlines()[-1])
     rows = read_csv(job / "metrics.csv")
@@ -808,7 +859,7 @@ def test_a_rerun_of_a_finished_job_exports_without_training_again(corpus, tmp_pa
     try:
         busy = saved / "lstm" / f".staging-{live.pid}"
         busy.mkdir()
-        rc, out, err = run_main(argv)
+        rc, out, err = run_task(argv)
         assert busy.exists()  # an export still running elsewhere is left alone
     finally:
         live.kill()
@@ -820,7 +871,7 @@ def test_a_rerun_of_a_finished_job_exports_without_training_again(corpus, tmp_pa
     assert read_csv(job / "metrics.csv") == rows  # no epoch was trained
     assert not stale.exists()
 
-    rc, out, err = run_main([*argv[:7], "3", *argv[8:]])  # --epochs 3: another model
+    rc, out, err = run_task([*argv[:7], "3", *argv[8:]])  # --epochs 3: another model
     assert rc == 0, err
     assert "other settings (epochs); training again from epoch 1" in err
     assert len(read_csv(job / "metrics.csv")) == 3
@@ -842,10 +893,10 @@ def test_a_job_killed_while_exporting_only_exports_when_rerun(corpus, tmp_path, 
 
     monkeypatch.setattr(trainer.export, "export_trained", killed)
     with pytest.raises(_Killed):
-        run_main(argv)
+        run_task(argv)
     monkeypatch.setattr(trainer.export, "export_trained", export)
     rows = read_csv(job / "metrics.csv")
-    rc, out, err = run_main(argv)
+    rc, out, err = run_task(argv)
     assert rc == 0, err
     assert "already trained with these settings on this data" in err
     assert read_csv(job / "metrics.csv") == rows
@@ -854,7 +905,7 @@ def test_a_job_killed_while_exporting_only_exports_when_rerun(corpus, tmp_path, 
 
 def test_roll_loss_hparams_are_refused_for_notes_models(tmp_path):
     job = tmp_path / "job"
-    rc, _, err = run_main(["--model", "lstm", "--representation", "notes", "--hparams",
+    rc, _, err = run_task(["--model", "lstm", "--representation", "notes", "--hparams",
                            "loss=focal", "--job-dir", job])
     assert rc == 2 and "piano-roll" in err.strip().splitlines()[-1]
     assert not job.exists()

@@ -12,10 +12,8 @@ tiny models (latent 4, 8 units, 8 filters) trained for one to three epochs, and
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
-import io
 import json
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from preprocessing.readers import read_file
 from serving import contract
 from serving.composer import Composer
 from tests.conftest import notes_of, two_voices, write_midi_file
+from tests.zoo import run_main
 from trainer import data as data_lib
 from trainer import generate, rng, task
 from trainer.config import Config
@@ -47,13 +46,7 @@ GAN_INPUTS = "num_steps,form,temperature,threshold,seed"
 
 def run_task(argv) -> tuple[int, str, str]:
     """`trainer.task.main` in this process: (exit status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = task.main([str(a) for a in argv])
-        except SystemExit as exc:  # argparse
-            rc = exc.code
-    return rc, out.getvalue(), err.getvalue()
+    return run_main(task.main, argv)
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -481,7 +474,8 @@ def test_evaluate_reports_the_vae_likelihood(vae_job, corpus, pieces, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["metadata"]["model"] == "vae"
     like = report["likelihood"]
-    assert set(like) == {"nll_per_frame", "frames", "precision", "recall", "f1"}
+    assert set(like) == {"nll_per_frame", "nll_per_quarter", "frames", "precision", "recall",
+                         "f1"}
     # every frame of every held-out piece, scored by the log_likelihood signature
     signature, meta = vae_job.loaded.signatures["log_likelihood"], vae_job.meta
     rolls = [contract.primer_steps(p, meta, length=10**9) for p in pieces]

@@ -53,7 +53,10 @@ def pitch_table() -> tf.lookup.StaticHashTable:
 def from_tokens(tokens, shifts, valid, table):
     """Conditions [B, SIZE] of events given as token strings [B, T] ("C4.E4.G4", "R", ...) and
     shifts [B, T] (grid steps), where `valid`; `table` from `pitch_table`. Tokens are read by
-    their pitch names, so a chord the model's vocabulary does not hold still counts."""
+    their pitch names, so a chord the model's vocabulary does not hold still counts. The density
+    counts onsets: sounding events that follow a shift (or padding, or nothing), the first of
+    the notes that start together (one event per chord class, or one per note of a split
+    chord)."""
     names = tf.strings.split(tf.where(valid, tokens, ""), ".")  # [B, T, (notes)]
     pitch = tf.ragged.map_flat_values(table.lookup, names)
     known = pitch >= 0
@@ -63,7 +66,9 @@ def from_tokens(tokens, shifts, valid, table):
     as_float = tf.cast(pitch, tf.float32)
     low = tf.reduce_min(tf.reduce_min(tf.where(known, as_float, 128.0), 2), 1)
     high = tf.reduce_max(tf.reduce_max(tf.where(known, as_float, -1.0), 2), 1)
-    events = tf.reduce_sum(tf.cast(tf.reduce_any(known, 2), tf.float32), 1)
+    boundary = tf.where(valid, tf.cast(shifts, tf.float32), 1.0)  # padding ends a group too
+    after = tf.concat([tf.ones_like(boundary[:, :1]), boundary[:, :-1]], 1) > 0
+    events = tf.reduce_sum(tf.cast(tf.reduce_any(known, 2) & after, tf.float32), 1)
     steps = tf.reduce_sum(tf.where(valid, tf.cast(shifts, tf.float32), 0.0), 1)
     return _vector(counts, low, high, events / tf.maximum(steps, 1.0))
 

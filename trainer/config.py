@@ -22,6 +22,7 @@ class Config:
     data: tuple[str, ...] = ("corpus:bach",)
     representation: str = ""
     encoding: str = "active"
+    chords: str = "split"
     steps_per_quarter: int = 4
     to_c: bool = False
     augment: int = 0

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from preprocessing.piece import InputError
@@ -35,10 +36,11 @@ def job_dir_for(job: Path) -> Path:
     return job if index == 0 else job / f".worker-{index}"
 
 
-def per_example_loss(hp: dict, y, logits):
-    """Loss per example, averaged over time (and keys), summed over event fields."""
+def per_example_loss(hp: dict, y, logits, weights):
+    """Loss per example, averaged over time (and keys), summed over event fields; a step of
+    weight 0 (padding) adds nothing, as in `fit` with sample weights."""
     def mean_but_batch(t):
-        return tf.reduce_mean(tf.reshape(t, [tf.shape(t)[0], -1]), axis=1)
+        return tf.reduce_mean(tf.reshape(t * weights, [tf.shape(t)[0], -1]), axis=1)
 
     if isinstance(logits, dict):
         return tf.add_n([mean_but_batch(keras.losses.sparse_categorical_crossentropy(
@@ -56,23 +58,30 @@ def fit(config: Config, spec: DataSpec, job: Path, train) -> tuple[dict, keras.M
     family = MODELS[config.model]  # Config has checked that it has a plain loss
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     x, y = train
+    y, weights = data_lib.sample_weights(y)
+    if weights is None:  # a weight per target step: [N, T] or, seq-to-one, [N]
+        shape = y["token"].shape if isinstance(y, dict) else y.shape[:-1]
+        weights = np.ones(shape, np.float32)
+    elif isinstance(weights, dict):  # the same for every field
+        weights = weights["token"]
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     steps = data_lib.rows(x) // global_batch
     if steps == 0:
         raise InputError(f"too little data for a global batch of {global_batch} windows")
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    ds = (tf.data.Dataset.from_tensor_slices((x, y))
+    ds = (tf.data.Dataset.from_tensor_slices((x, y, weights))
           .shuffle(data_lib.rows(x), seed=config.seed, reshuffle_each_iteration=True)
           .batch(global_batch, drop_remainder=True).with_options(options))
     with strategy.scope():
         model = family.build(spec, config.hparams, config.seq_len)
 
-    def step(inputs, targets):
+    def step(inputs, targets, weights):
         with tf.GradientTape() as tape:
             logits = model(inputs, training=True)
-            loss = tf.nn.compute_average_loss(per_example_loss(config.hparams, targets, logits),
-                                              global_batch_size=global_batch)
+            loss = tf.nn.compute_average_loss(
+                per_example_loss(config.hparams, targets, logits, weights),
+                global_batch_size=global_batch)
         grads = tape.gradient(loss, model.trainable_variables)
         model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss

@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 
 from preprocessing import dataset
-from preprocessing.notes import Vocabulary
+from preprocessing.notes import CHORDS, Vocabulary
 from preprocessing.piece import InputError
 from preprocessing.readers import ReadOptions
 from trainer.config import STRATEGIES, Config, parse_hparams
-from trainer.models import MODELS
+from trainer.models import MODELS, models_markdown
 
 
 def parse_args(argv=None) -> Config:
@@ -33,6 +33,9 @@ def parse_args(argv=None) -> Config:
     parser.add_argument("--representation", choices=dataset.REPRESENTATIONS,
                         help="default: the model's first")
     parser.add_argument("--encoding", default="active", choices=("active", "onset-sustain"))
+    parser.add_argument("--chords", default=Config.chords, choices=CHORDS,
+                        help="notes: split (a note per event, highest first) or classes (a "
+                             "token per chord)")
     parser.add_argument("--steps-per-quarter", type=int, default=Config.steps_per_quarter)
     parser.add_argument("--to-c", action="store_true", help="transpose to C major / A minor")
     parser.add_argument("--augment", type=int, default=0, metavar="N",
@@ -55,14 +58,19 @@ def parse_args(argv=None) -> Config:
     parser.add_argument("--patience", type=int, default=Config.patience,
                         help="early stopping: epochs without improvement")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ logs")
-    parser.add_argument("--list-models", action="store_true",
-                        help="describe every model family (hparams, signatures) and exit")
+    parser.add_argument("--list-models", nargs="?", const="text", choices=("text", "markdown"),
+                        help="describe every model family (hparams, signatures) and exit; "
+                             "markdown: the table of docs/MODELS.md")
     args = parser.parse_args(argv)
+    if args.list_models == "markdown":
+        print(models_markdown(), end="")
+        parser.exit()
     if args.list_models:
         print("\n\n".join(family.describe() for family in MODELS.values()))
         parser.exit()
     return Config(model=args.model, data=tuple(args.data), representation=args.representation or "",
-                  encoding=args.encoding, steps_per_quarter=args.steps_per_quarter,
+                  encoding=args.encoding, chords=args.chords,
+                  steps_per_quarter=args.steps_per_quarter,
                   epochs=args.epochs, batch_size=args.batch_size, seq_len=args.seq_len,
                   hparams=parse_hparams(args.hparams, args.model, args.representation or ""),
                   seed=args.seed,
@@ -76,7 +84,8 @@ def parse_args(argv=None) -> Config:
 def data_settings(config: Config) -> dataset.Settings:
     return dataset.Settings(representation=config.representation,
                             steps_per_quarter=config.steps_per_quarter, encoding=config.encoding,
-                            to_c=config.to_c, augment=config.augment, read=ReadOptions())
+                            chords=config.chords, to_c=config.to_c, augment=config.augment,
+                            read=ReadOptions())
 
 
 def data_folder(config: Config, settings: dataset.Settings) -> Path:

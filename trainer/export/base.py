@@ -89,7 +89,8 @@ class Exported(tf.Module):
         return {"model": self.family, "representation": s.representation,
                 "steps_per_quarter": s.steps_per_quarter, "encoding": s.encoding,
                 "vocab_size": s.vocab_size, "max_duration": s.max_duration,
-                "max_shift": s.max_shift, "keys": s.keys, "window": self.window,
+                "max_shift": s.max_shift, "chords": s.chords, "keys": s.keys,
+                "window": self.window,
                 "max_steps": self.max_steps, "conditional": int(self.conditional),
                 "inputs": ",".join(s.name for s in self.main_specs()),
                 "signatures": ",".join(sorted([*self.family_signatures(), "metadata"]))}

@@ -16,6 +16,7 @@ from trainer.models import (
     midinet,
     next_step_export,
     refine,
+    rnn_nade,
     seq2seq,
     vae,
     wgan_gp,
@@ -56,6 +57,12 @@ class Family:
         """The module docstring's first paragraph, on one line."""
         text = (self.module.__doc__ or "").strip().split("\n\n")[0]
         return " ".join(text.split())
+
+    def markdown_row(self, name: str) -> str:
+        """The family's row of docs/MODELS.md."""
+        hparams = ", ".join(f"{k} {v}" for k, v in self.defaults.items())
+        return (f"| `{name}` | {', '.join(self.representations)} | "
+                f"{self.description.split(': ', 1)[-1]} | {hparams} |")
 
     def describe(self) -> str:
         """What `python -m trainer.task --list-models` prints for the family."""
@@ -112,4 +119,17 @@ MODELS: dict[str, Family] = {
     "vae": Family(vae),
     "wgan_gp": Family(wgan_gp),
     "refine": Family(refine),
+    "rnn_nade": Family(rnn_nade),
 }
+
+
+def models_markdown() -> str:
+    """docs/MODELS.md: every registered family's row (`python -m trainer.task --list-models
+    markdown` writes it; a test keeps the file equal to it)."""
+    rows = "\n".join(family.markdown_row(name) for name, family in MODELS.items())
+    return ("# Model families\n\n"
+            "Written by `python -m trainer.task --list-models markdown > docs/MODELS.md` from the\n"
+            "registry (`trainer/models/__init__.py`); `--list-models` also prints each family's\n"
+            "choices and signatures.\n\n"
+            "| model | representations | what it is | hparams (defaults) |\n"
+            "|---|---|---|---|\n" + rows + "\n")

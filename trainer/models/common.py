@@ -65,12 +65,14 @@ def heads(spec: DataSpec, hidden, hp: dict, inputs=None):
 
 
 def compile_next_step(model: keras.Model, spec: DataSpec, hp: dict) -> keras.Model:
+    """Metrics are weighted: the sample weights that leave padding out of the loss
+    (`data.sample_weights`) leave it out of them too."""
     optimizer = keras.optimizers.Adam(hp["learning_rate"])
     if spec.representation == "notes":
         ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         model.compile(optimizer, loss={f: ce for f in spec.classes},
-                      metrics={f: ["accuracy"] for f in spec.classes})
+                      weighted_metrics={f: ["accuracy"] for f in spec.classes})
     else:
         model.compile(optimizer, loss=losses.roll_loss(hp["loss"], hp["alpha"], hp["gamma"]),
-                      metrics=metrics.roll_metrics())
+                      weighted_metrics=metrics.roll_metrics())
     return model

@@ -32,7 +32,7 @@ def is_conditional(model) -> bool:
 
 class NextStepExport(Exported):
     """Signatures:
-    - `generate`: notes: primer [B, L] event strings ("C4.E4.G4|4|2", "" pads), num_steps,
+    - `generate`: notes: primer [B, L] event strings ("C4|4|2", "" pads), num_steps,
       temperature, top_k, seed → tokens [B, n] ("" past a row's num_steps); piano roll: primer
       [B, L, keys], num_steps, temperature, threshold (0: sample), seed → frames [B, n, keys].
       Conditional models also take key [B] ("C", "F#m"; "" keeps the primer's) and density
@@ -148,7 +148,7 @@ class NextStepExport(Exported):
         fields = parts.to_tensor(default_value="0", shape=[tf.size(flat), 3])
         numbers = tf.strings.regex_full_match(fields[:, 1:], "[0-9]{1,6}")
         checks = [tf.debugging.assert_equal(tf.reduce_all(well_formed), True, message=(
-                      "primer: every event is TOKEN|DURATION|SHIFT, e.g. C4.E4.G4|4|2")),
+                      "primer: every event is TOKEN|DURATION|SHIFT, e.g. C4|4|2")),
                   tf.debugging.assert_equal(tf.reduce_all(numbers), True, message=(
                       "primer: DURATION and SHIFT are whole numbers of grid steps"))]
         with tf.control_dependencies(checks):  # before to_number, whose error names nothing

@@ -1,0 +1,144 @@
+"""The tiny models the tests share: every family's tiny settings, defined once, and the
+session's zoo of models trained on a small corpus and exported once, on first use.
+
+A family added to `trainer.models.MODELS` adds its line to `TINY`; `test_family_seam` checks that
+every registered family has one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import zlib
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from preprocessing.dataset import Settings
+from preprocessing.notes import Vocabulary, event_string
+from tests.conftest import two_voices, write_midi_file
+from trainer import data as data_lib
+from trainer import export
+from trainer.config import Config
+from trainer.models import MODELS
+
+SEQ_LEN = 8  # the zoo's window: primers are 8 steps, so primer + 12 steps roll the bilstm window
+ATTENTION_WIDTH = 4  # < SEQ_LEN + 12: the attention window rolls
+
+# tiny sizes of every family, so a build and a training step take a second or so; the next-step
+# families' high learning rate moves the logits well away from uniform in two epochs
+TINY = {
+    "lstm": dict(units=16, layers=1, dense=16, learning_rate=1e-2),
+    "bilstm": dict(units=16, layers=1, dense=16, learning_rate=1e-2),
+    "attention_lstm": dict(units=16, dense=16, attention_units=8,
+                           attention_width=ATTENTION_WIDTH, learning_rate=1e-2),
+    "seq2seq": dict(units=16, layers=1, dense=16, learning_rate=1e-2),
+    "midinet": dict(noise=8, filters=8),
+    "vae": dict(latent=4, units=8),
+    "wgan_gp": dict(noise=4, filters=8, critic_steps=1),
+    "refine": dict(units=8, layers=1, dense=8),
+    "rnn_nade": dict(layers=1, units=16, nade_hidden=8, dropout=0.0, learning_rate=1e-2),
+}
+
+# the zoo's midinet is wider: smaller ones barely hear their noise
+ZOO_HPARAMS = {**TINY, "midinet": dict(noise=100, filters=64)}
+
+
+def hparams_flag(name: str, **more) -> str:
+    """TINY[name] (updated with `more`) as a `--hparams` value."""
+    return ",".join(f"{k}={v}" for k, v in {**TINY[name], **more}.items())
+
+
+def run_main(main, argv) -> tuple[int, str, str]:
+    """A CLI's `main(argv)` in this process: (exit status, stdout, stderr); an argparse error is
+    exit status 2 as from the shell."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main([str(a) for a in argv])
+        except SystemExit as exc:
+            rc = exc.code
+    return rc, out.getvalue(), err.getvalue()
+
+
+def case_id(name: str, rep: str, encoding: str = "active") -> str:
+    return f"{name}-{rep}" + ("" if encoding == "active" else f"-{encoding}")
+
+
+@dataclasses.dataclass
+class Trained:
+    """A trained model, its data and its exported, loaded SavedModel."""
+
+    name: str
+    rep: str
+    encoding: str
+    spec: data_lib.DataSpec
+    vocab: Vocabulary | None
+    model: keras.Model
+    x: object  # the training inputs
+    path: Path  # the version folder
+    loaded: object
+
+    @property
+    def family(self):
+        return MODELS[self.name]
+
+    @property
+    def id(self) -> str:
+        return case_id(self.name, self.rep, self.encoding)
+
+    def primer(self, i: int, length: int = SEQ_LEN):
+        """The i-th primer of the training data: event strings, frames [L, keys], chords [4, 13]."""
+        if self.rep == "notes":
+            return [event_string(e) for e in self.vocab.decode(self.x[i][:length])]
+        if self.rep == "bars":
+            return self.x["chord"][4 * i:4 * i + 4]
+        frames = self.x["encoder"] if isinstance(self.x, dict) else self.x
+        return frames[i][:length]
+
+
+class Zoo:
+    """Six two-voice MIDI pieces, their datasets (every piece in the training split) and models
+    trained on them for two epochs, exported as `export_dir/ID/1` and loaded back; each dataset
+    and model is built once, on first use, and kept for the session."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.corpus = root / "corpus"
+        for k in range(6):
+            write_midi_file(self.corpus / f"piece{k}.mid", two_voices(100 + k))
+        self.export_dir = root / "exports"
+        self._datasets: dict = {}
+        self._models: dict = {}
+
+    def dataset(self, rep: str, encoding: str = "active") -> tuple[Path, data_lib.DataSpec]:
+        key = rep, encoding
+        if key not in self._datasets:
+            folder = self.root / f"data-{rep}-{encoding}"
+            spec, summary = data_lib.prepare(
+                [str(self.corpus)], folder,
+                Settings(representation=rep, encoding=encoding, validation=0.0, test=0.0),
+                progress=False)
+            assert summary["pieces"]["train"] == 6
+            self._datasets[key] = folder, spec
+        return self._datasets[key]
+
+    def __call__(self, name: str, rep: str, encoding: str = "active") -> Trained:
+        key = name, rep, encoding
+        if key not in self._models:
+            folder, spec = self.dataset(rep, encoding)
+            family = MODELS[name]
+            config = Config(model=name, representation=rep, encoding=encoding, seq_len=SEQ_LEN,
+                            hparams=dict(ZOO_HPARAMS[name]))
+            keras.utils.set_random_seed(zlib.crc32(case_id(*key).encode()) % 1000)
+            x, y = family.arrays(folder, "train", spec, config)
+            model = family.build(spec, config.hparams, SEQ_LEN)
+            model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+            vocab = Vocabulary.load(folder / "vocab.json") if rep == "notes" else None
+            path = export.export(model, name, spec, SEQ_LEN, self.export_dir,
+                                 name=case_id(*key), vocab=vocab)
+            self._models[key] = Trained(name, rep, encoding, spec, vocab, model, x, path,
+                                        tf.saved_model.load(str(path)))
+        return self._models[key]

@@ -45,6 +45,7 @@ def main() -> None:
     hp = dict(lstm.DEFAULTS)  # 3 x 512, dropout 0.3, Dense 256
     n = (args.batches + 1) * args.batch_size
     x, y_all = data_lib.next_step_arrays(folder, "train", spec, args.window, stride=1)
+    y_all, _ = data_lib.sample_weights(y_all)  # speed only: padding targets as plain zeros
     x, y_all = x[:n], {k: v[:n] for k, v in y_all.items()}
     y_last = {k: v[:, -1] for k, v in y_all.items()}
 

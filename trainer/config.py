@@ -26,7 +26,7 @@ class Config:
     steps_per_quarter: int = 4
     to_c: bool = False
     augment: int = 0
-    epochs: int = 30
+    epochs: int | None = None  # None: the family's budget (`EPOCHS` in its module, or 30)
     batch_size: int = 64
     seq_len: int = 64
     hparams: dict = dataclasses.field(default_factory=dict)
@@ -59,6 +59,7 @@ class Config:
             if "TF_CONFIG" not in os.environ:
                 raise InputError("--strategy multiworker needs TF_CONFIG naming the cluster "
                                  "and this task")
+        self.epochs = family.epochs if self.epochs is None else self.epochs
         for name in ("epochs", "batch_size", "seq_len"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1")

@@ -40,7 +40,8 @@ def parse_args(argv=None) -> Config:
     parser.add_argument("--to-c", action="store_true", help="transpose to C major / A minor")
     parser.add_argument("--augment", type=int, default=0, metavar="N",
                         help="add ±1..N semitone transpositions of training pieces")
-    parser.add_argument("--epochs", type=int, default=Config.epochs)
+    parser.add_argument("--epochs", type=int, default=Config.epochs,
+                        help="default: the family's budget (--list-models)")
     parser.add_argument("--batch-size", type=int, default=Config.batch_size)
     parser.add_argument("--seq-len", type=int, default=Config.seq_len,
                         help="window length in steps")

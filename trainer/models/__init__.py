@@ -33,7 +33,8 @@ class Family:
     `IS_GAN = True` (no loss to monitor), `MONITOR` (the logged value early stopping and
     checkpoints watch, default "loss"), `GENERATES = False` (a model that refines music rather
     than writing it: no samples), `CUSTOM_OBJECTS` (for loading saved models),
-    `CHOICES` (the allowed values of string hparams), `Export` (its serving module: an
+    `CHOICES` (the allowed values of string hparams), `EPOCHS` (the default budget, 30),
+    `Export` (its serving module: an
     `trainer.export.Exported` subclass declaring its signatures and in-graph decoding; default:
     the next-step families' `NextStepExport`).
     """
@@ -51,6 +52,7 @@ class Family:
         self.generates: bool = getattr(module, "GENERATES", True)
         self.plain_loss = not self.is_gan and not hasattr(module, "make_arrays")
         self.exporter = getattr(module, "Export", None) or next_step_export.NextStepExport
+        self.epochs: int = getattr(module, "EPOCHS", 30)  # the default budget
 
     @property
     def description(self) -> str:
@@ -62,11 +64,12 @@ class Family:
         """The family's row of docs/MODELS.md."""
         hparams = ", ".join(f"{k} {v}" for k, v in self.defaults.items())
         return (f"| `{name}` | {', '.join(self.representations)} | "
-                f"{self.description.split(': ', 1)[-1]} | {hparams} |")
+                f"{self.description.split(': ', 1)[-1]} | {self.epochs} | {hparams} |")
 
     def describe(self) -> str:
         """What `python -m trainer.task --list-models` prints for the family."""
         hparams = ", ".join(f"{k}={v}" for k, v in self.defaults.items())
+        hparams += f"; epochs={self.epochs}"
         choices = "; ".join(f"{k}: {' | '.join(map(str, v))}" for k, v in self.choices.items())
         signatures = inspect.getdoc(self.exporter) or ""
         return "\n".join(line for line in [
@@ -131,5 +134,5 @@ def models_markdown() -> str:
             "Written by `python -m trainer.task --list-models markdown > docs/MODELS.md` from the\n"
             "registry (`trainer/models/__init__.py`); `--list-models` also prints each family's\n"
             "choices and signatures.\n\n"
-            "| model | representations | what it is | hparams (defaults) |\n"
-            "|---|---|---|---|\n" + rows + "\n")
+            "| model | representations | what it is | epochs (default) | hparams (defaults) |\n"
+            "|---|---|---|---|---|\n" + rows + "\n")

@@ -12,6 +12,7 @@ REPRESENTATIONS = ("notes", "pianoroll")
 CHOICES = common.NEXT_STEP_CHOICES
 DEFAULTS = dict(common.CONDITIONAL_DEFAULTS, units=256, attention_units=64, attention_width=32)
 CUSTOM_OBJECTS = SeqSelfAttention.get_custom_objects()
+EPOCHS = 12  # the front door's budget: under 10 minutes on 2 cores (the chorales, split notes)
 
 
 def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from preprocessing.pianoroll import KEYS, LOWEST
 from preprocessing.piece import PITCH_BY_NAME, PITCH_NAMES, InputError, Piece, from_notes, quantize
 
 REST = "R"
 OOV = "<oov>"
 SEPARATOR = "|"
 CHORDS = ("split", "classes")
-PIANO = range(21, 109)  # A0-C8: in a split vocabulary whether seen in training or not
+PIANO = range(LOWEST, LOWEST + KEYS)  # A0-C8: in a split vocabulary, seen in training or not
 
 
 @dataclasses.dataclass(frozen=True)

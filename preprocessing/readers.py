@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import glob
 import hashlib
 import io
@@ -279,12 +280,19 @@ def _time_limit(seconds: float):
     def expire(signum, frame):
         raise _OverTime
 
+    # no garbage collection in the block: a tick landing in a collected object's __del__ (a
+    # TensorFlow function's, when a process also trains) would be lost as "unraisable"
+    gc.collect()
+    collecting = gc.isenabled()
+    gc.disable()
     previous = signal.signal(signal.SIGALRM, expire)
     # then again every 50 ms: music21 swallows some exceptions in bare `except:` blocks
     signal.setitimer(signal.ITIMER_REAL, seconds, 0.05)
     try:
         yield
     finally:
+        if collecting:
+            gc.enable()
         while True:  # a tick may land here too: disarm until it holds
             try:
                 signal.setitimer(signal.ITIMER_REAL, 0)

@@ -54,7 +54,7 @@ class Settings:
     Attributes:
         representation: "notes", "pianoroll" or "bars".
         steps_per_quarter: grid of `notes` and `pianoroll`.
-        encoding: `pianoroll` encoding, "active" or "onset-sustain".
+        encoding: `pianoroll` encoding, "active", "sampled" or "onset-sustain".
         max_duration: `notes` and `performance`: longest duration in steps.
         max_shift: `notes`: longest time between events in steps.
         chords: `notes`: "split" (notes that start together are events one after another,

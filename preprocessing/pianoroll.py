@@ -1,8 +1,11 @@
 """The `pianoroll` representation: 88 keys (MIDI 21-108) on a grid of steps.
 
-Two encodings:
-- `active`: [T, 88], 1 where a key sounds (the frame format of the polyphonic-music benchmarks).
-  A note repeated without a gap merges with the one before it.
+Three encodings:
+- `active`: [T, 88], 1 where a key sounds at any time in the step (notes rounded to the grid,
+  each at least one step long). A note repeated without a gap merges with the one before it.
+- `sampled`: [T, 88], 1 where a key sounds at the step's start: the polyphonic-music benchmarks'
+  frames (JSB Chorales at one step per quarter note holds what sounds on each beat, so a passing
+  eighth note between beats is not in it). Decoded as `active`.
 - `onset-sustain`: [T, 88, 2], (1, 0) where a note starts, (0, 1) where it is held, (0, 0) off
   (the seeds' format); exact on the grid.
 """
@@ -14,7 +17,8 @@ import numpy as np
 from preprocessing.piece import Piece, from_notes, quantize
 
 LOWEST, KEYS = 21, 88
-ENCODINGS = ("active", "onset-sustain")
+ENCODINGS = ("active", "sampled", "onset-sustain")
+EPSILON = 1e-6  # in steps: a time within this of a step counts as on it
 
 
 def piece_to_roll(piece: Piece, steps_per_quarter: int = 4,
@@ -22,17 +26,22 @@ def piece_to_roll(piece: Piece, steps_per_quarter: int = 4,
     """Encodes a piece; notes outside the piano's range are left out."""
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown piano-roll encoding {encoding!r}; choose from {ENCODINGS}")
-    onset, length = quantize(piece, steps_per_quarter)
+    if encoding == "sampled":  # the steps t with start <= t < end
+        onset = np.ceil(piece.start * steps_per_quarter - EPSILON).astype(np.int64)
+        length = np.ceil((piece.start + piece.duration) * steps_per_quarter
+                         - EPSILON).astype(np.int64) - onset
+    else:
+        onset, length = quantize(piece, steps_per_quarter)
     key = piece.pitch.astype(np.int64) - LOWEST
-    inside = (key >= 0) & (key < KEYS)
-    onset, length, key = onset[inside], length[inside], key[inside]
+    keep = (key >= 0) & (key < KEYS) & (length > 0)
+    onset, length, key = onset[keep], length[keep], key[keep]
     steps = int((onset + length).max()) if len(onset) else 0
     # +1 / -1 at each note's ends, summed over time: how many notes hold each key
     delta = np.zeros((steps + 1, KEYS), np.int32)
     np.add.at(delta, (onset, key), 1)
     np.add.at(delta, (onset + length, key), -1)
     active = (np.cumsum(delta, axis=0)[:steps] > 0).astype(np.uint8)
-    if encoding == "active":
+    if encoding != "onset-sustain":
         return active
     roll = np.zeros((steps, KEYS, 2), np.uint8)
     roll[onset, key, 0] = 1

@@ -275,6 +275,27 @@ def test_notes_outside_the_piano_are_dropped():
         assert grid_notes(pianoroll.roll_to_piece(roll)) == {(60, 4, 4)}
 
 
+def test_sampled_roll_holds_what_sounds_on_each_step():
+    # one step per quarter note, as JSB Chorales: a passing eighth note between beats is not in
+    # the frames, an eighth on the beat is, a half note fills two frames
+    piece = make_piece([(60, 0, 0.5), (62, 0.5, 0.5), (64, 1, 2), (67, 0, 3), (69, 2.9999999, 1)])
+
+    roll = pianoroll.piece_to_roll(piece, steps_per_quarter=1, encoding="sampled")
+
+    assert roll.shape == (4, 88) and roll.dtype == np.uint8
+    on = {(int(t), int(k) + 21) for t, k in zip(*np.nonzero(roll))}
+    assert on == {(0, 60), (0, 67), (1, 64), (1, 67), (2, 64), (2, 67), (3, 69)}
+    # the rounded `active` frames hold the passing D4 too (in frame 0, with the C4 it follows)
+    assert pianoroll.piece_to_roll(piece, steps_per_quarter=1)[0, 62 - 21] == 1
+
+
+def test_sampled_equals_active_for_music_on_the_grid():
+    on_grid = make_piece([(60, 0, 1), (64, 0, 2), (67, 1.5, 0.25), (72, 3, 4)])
+
+    np.testing.assert_array_equal(pianoroll.piece_to_roll(on_grid, encoding="sampled"),
+                                  pianoroll.piece_to_roll(on_grid))
+
+
 def test_unknown_roll_encoding():
     with pytest.raises(ValueError, match="unknown piano-roll encoding 'velocity'"):
         pianoroll.piece_to_roll(make_piece([(60, 0, 1)]), encoding="velocity")

@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from preprocessing import dataset
+from preprocessing import dataset, pianoroll
 from preprocessing.notes import CHORDS, Vocabulary
 from preprocessing.piece import InputError
 from preprocessing.readers import ReadOptions
@@ -32,7 +32,9 @@ def parse_args(argv=None) -> Config:
                         help="files, folders, globs or corpus:NAME (default: the Bach chorales)")
     parser.add_argument("--representation", choices=dataset.REPRESENTATIONS,
                         help="default: the model's first")
-    parser.add_argument("--encoding", default="active", choices=("active", "onset-sustain"))
+    parser.add_argument("--encoding", default="active", choices=pianoroll.ENCODINGS,
+                        help="pianoroll: what a frame holds (see preprocessing.pianoroll); "
+                             "sampled is the JSB Chorales benchmark's")
     parser.add_argument("--chords", default=Config.chords, choices=CHORDS,
                         help="notes: split (a note per event, highest first) or classes (a "
                              "token per chord)")

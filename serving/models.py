@@ -17,6 +17,9 @@ from serving.versions import version_numbers
 log = logging.getLogger("serving")
 MAX_RETRY_SECONDS = 60.0  # the longest wait before loading a failed version again
 STEP_INPUTS = ("num_steps", "num_bars")  # inputs that say how many steps to generate
+# per-row counts that set an output's length otherwise (vae `interpolate`: num_points segments):
+# requests merge into one batch only when these agree
+SHAPING_INPUTS = ("num_points",)
 
 
 class ServingError(Exception):
@@ -53,6 +56,7 @@ class Servable:
         saved = saved_model_pb2.SavedModel()
         saved.ParseFromString((path / "saved_model.pb").read_bytes())
         self.signature_defs = dict(saved.meta_graphs[0].signature_def)
+        self._time_outputs: dict[str, frozenset[str]] = {}
 
     def predict(self, signature: str, inputs: dict[str, np.ndarray], limits: Limits) -> dict:
         """Checks `inputs` against the signature and the server's `limits`, runs it.
@@ -63,6 +67,16 @@ class Servable:
         Raises:
             ServingError: NOT_FOUND for an unknown signature; INVALID_ARGUMENT, naming the input
                 and the cap, for inputs that do not fit the signature or the limits.
+        """
+        fn, tensors = self.check(signature, inputs, limits)
+        return self.run(fn, tensors)
+
+    def check(self, signature: str, inputs: dict[str, np.ndarray], limits: Limits):
+        """The checks of `predict`, before anything runs: (the signature's function, its
+        inputs as tensors of the signature's dtypes).
+
+        Raises:
+            ServingError: as `predict`.
         """
         import tensorflow as tf
 
@@ -93,6 +107,20 @@ class Servable:
                 tensors[key] = tf.constant(inputs[key], spec.dtype)
             except (TypeError, ValueError) as exc:
                 raise ServingError("INVALID_ARGUMENT", f"input {key}: {exc}") from None
+        return fn, tensors
+
+    def run(self, fn, tensors: dict) -> dict:
+        """Calls a signature's function on checked inputs (one request's, or several merged).
+
+        Returns:
+            Output name → numpy array.
+
+        Raises:
+            ServingError: INVALID_ARGUMENT (a failed assertion of the model, in its words) or
+                RESOURCE_EXHAUSTED.
+        """
+        import tensorflow as tf
+
         try:
             outputs = fn(**tensors)
         except tf.errors.InvalidArgumentError as exc:
@@ -100,6 +128,16 @@ class Servable:
         except tf.errors.ResourceExhaustedError as exc:
             raise ServingError("RESOURCE_EXHAUSTED", error_message(exc.message)) from None
         return {k: np.asarray(v.numpy()) for k, v in outputs.items()}
+
+    def time_outputs(self, signature: str) -> frozenset[str]:
+        """Outputs of a signature whose second axis has no fixed size: where a generating
+        signature writes its steps ([B, T, ...]), padded past each row's own num_steps."""
+        if signature not in self._time_outputs:
+            specs = self.signatures[signature].structured_outputs
+            self._time_outputs[signature] = frozenset(
+                k for k, spec in specs.items()
+                if spec.shape.rank is not None and spec.shape.rank >= 2 and spec.shape[1] is None)
+        return self._time_outputs[signature]
 
 
 def _check_limits(inputs: dict[str, np.ndarray], limits: Limits) -> None:

@@ -1,5 +1,5 @@
 """TF Serving's REST API (/v1/models/...) over http.server, with a read timeout and a cap on
-concurrent connections."""
+concurrent connections, and its Prometheus metrics (/monitoring/prometheus/metrics)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
+from serving.batching import Predictor
+from serving.metrics import Metrics
 from serving.models import Limits, ModelRegistry, ServingError
 from serving.tensors import json_inputs, loads
 
@@ -69,15 +71,23 @@ def _digits(text: str, most: int = 18) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= most
 
 
-def make_handler(registry: ModelRegistry, limits: Limits, timeout: float):
+def make_handler(registry: ModelRegistry, limits: Limits, timeout: float,
+                 predictor: Predictor | None = None, stats: Metrics | None = None,
+                 metrics_path: str | None = None):
     """The request handler class of the REST server.
 
     Args:
         registry: the models served.
         limits: the caps on one request.
         timeout: seconds a connection may stay silent (between requests or within one).
+        predictor: runs each :predict (default: each request alone).
+        stats: the metrics :predict requests count in.
+        metrics_path: where GET serves `stats` in Prometheus' text format (None: nowhere).
     """
     from google.protobuf import json_format
+
+    predictor = predictor or Predictor(limits)
+    stats = stats or Metrics(registry, predictor.batcher)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -95,9 +105,11 @@ def make_handler(registry: ModelRegistry, limits: Limits, timeout: float):
             self._send(code, {"error": message or HTTPStatus(code).phrase})
 
         def _send(self, code: int, body: dict):
-            data = json.dumps(body).encode()
+            self._reply(code, json.dumps(body).encode(), "application/json")
+
+        def _reply(self, code: int, data: bytes, kind: str):
             self.send_response(code)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(data)))
             if self.close_connection:
                 self.send_header("Connection", "close")
@@ -150,6 +162,9 @@ def make_handler(registry: ModelRegistry, limits: Limits, timeout: float):
                 self._send(500, {"error": " ".join(f"{type(exc).__name__}: {exc}".split())})
 
         def _get(self):
+            if metrics_path and self.path.split("?")[0] == metrics_path:
+                self._reply(200, *stats.exposition())
+                return
             name, version, label, action = self._route()
             if action == "metadata":
                 model = registry.get(name, version, label)
@@ -190,20 +205,22 @@ def make_handler(registry: ModelRegistry, limits: Limits, timeout: float):
             name, version, label, action = self._route()
             if action != "predict":
                 raise ServingError("NOT_FOUND", f"POST {self.path[:200]}: use ...:predict")
-            request = loads(body)
-            if not isinstance(request, dict):
-                raise ServingError("INVALID_ARGUMENT", 'the body is a JSON object: '
-                                   '{"signature_name": ..., "inputs": {...}}')
-            model = registry.get(name, version, label)
-            signature = request.get("signature_name") or "serving_default"
-            if not isinstance(signature, str):
-                raise ServingError("INVALID_ARGUMENT", "signature_name: a string")
-            fn = model.signatures.get(signature)
-            if fn is None:
-                raise ServingError("NOT_FOUND", f"model {model.name} has no signature "
-                                   f"{signature[:100]!r}")
-            inputs = json_inputs(fn.structured_input_signature[1], request)
-            outputs = model.predict(signature, inputs, limits)
+            with stats.track("rest") as tracker:
+                request = loads(body)
+                if not isinstance(request, dict):
+                    raise ServingError("INVALID_ARGUMENT", 'the body is a JSON object: '
+                                       '{"signature_name": ..., "inputs": {...}}')
+                model = registry.get(name, version, label)
+                signature = request.get("signature_name") or "serving_default"
+                if not isinstance(signature, str):
+                    raise ServingError("INVALID_ARGUMENT", "signature_name: a string")
+                tracker.known(model, signature)
+                fn = model.signatures.get(signature)
+                if fn is None:
+                    raise ServingError("NOT_FOUND", f"model {model.name} has no signature "
+                                       f"{signature[:100]!r}")
+                inputs = json_inputs(fn.structured_input_signature[1], request)
+                outputs = predictor.predict(model, signature, inputs)
             self._send(200, {"outputs": {k: _jsonable(v) for k, v in outputs.items()}})
 
     return Handler

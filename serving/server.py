@@ -8,6 +8,12 @@ and POST ...:predict. The same client works against this server and TF Serving. 
 127.0.0.1 unless told otherwise, caps each request (size, rows, steps) and the connections
 it holds, serves each model's newest version, loads new versions as they appear (retrying one
 that fails, as TF Serving does), and stops cleanly on SIGTERM.
+
+Batching is on by default (TF Serving's is off unless --enable_batching): concurrent requests to
+one signature of one model version run as one merged call, with the parameters of
+--batching-parameters-file (serving/config/batching.config); --no-batching runs each request
+alone. Prometheus metrics are served at the path of --monitoring-config-file
+(/monitoring/prometheus/metrics) on the REST port.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from concurrent import futures
 
 import grpc
 
+from serving import batching, metrics
+from serving.batching import Batcher, Predictor
+from serving.metrics import Metrics
 from serving.models import Limits, ModelRegistry, ServingError
 from serving.quiet import quiet_tensorflow
 from serving.rest import RestServer, make_handler
@@ -33,7 +42,8 @@ GRPC_CODES = {"NOT_FOUND": grpc.StatusCode.NOT_FOUND,
               "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
-def _servicers(registry: ModelRegistry, limits: Limits):
+def _servicers(registry: ModelRegistry, limits: Limits, predictor: Predictor,
+               stats: Metrics):
     import tensorflow as tf
     from tensorflow_serving.apis import (
         get_model_metadata_pb2,
@@ -62,10 +72,12 @@ def _servicers(registry: ModelRegistry, limits: Limits):
     class Prediction(prediction_service_pb2_grpc.PredictionServiceServicer):
         @guarded
         def Predict(self, request, context):
-            model = servable(request.model_spec)
-            inputs = tensors_from_protos(request.inputs, limits.max_request_bytes)
-            signature = request.model_spec.signature_name or "serving_default"
-            outputs = model.predict(signature, inputs, limits)
+            with stats.track("grpc") as tracker:
+                model = servable(request.model_spec)
+                signature = request.model_spec.signature_name or "serving_default"
+                tracker.known(model, signature)
+                inputs = tensors_from_protos(request.inputs, limits.max_request_bytes)
+                outputs = predictor.predict(model, signature, inputs)
             wanted = set(request.output_filter) or set(outputs)
             response = predict_pb2.PredictResponse()
             response.model_spec.name, response.model_spec.signature_name = model.name, signature
@@ -108,10 +120,15 @@ def _servicers(registry: ModelRegistry, limits: Limits):
 
 
 def start_grpc(registry: ModelRegistry, host: str, port: int, limits: Limits,
+               predictor: Predictor | None = None, stats: Metrics | None = None,
                workers: int = 8, max_concurrent_rpcs: int = 32) -> grpc.Server:
     """Starts the gRPC server: `workers` threads run RPCs; past `max_concurrent_rpcs` running
-    or queued, an RPC is answered RESOURCE_EXHAUSTED at once."""
-    prediction, status, (prediction_grpc, model_grpc) = _servicers(registry, limits)
+    or queued, an RPC is answered RESOURCE_EXHAUSTED at once. Requests run through
+    `predictor` (default: each alone) and count in `stats`."""
+    predictor = predictor or Predictor(limits)
+    stats = stats or Metrics(registry, predictor.batcher)
+    prediction, status, (prediction_grpc, model_grpc) = _servicers(registry, limits, predictor,
+                                                                   stats)
     server = grpc.server(futures.ThreadPoolExecutor(workers), options=[
         ("grpc.max_receive_message_length", limits.max_request_bytes),
         ("grpc.max_send_message_length", 64 * 2**20)],
@@ -159,8 +176,8 @@ def main(argv=None) -> int:
                         "64 of 512); a row's steps are those it reads (its longest input "
                         "sequence, e.g. the primer) plus those it generates (num_steps)")
     parser.add_argument("--max-concurrent-rpcs", type=count, default=32,
-                        help="gRPC calls running (8 at a time) or queued; past it a call gets "
-                        "RESOURCE_EXHAUSTED at once")
+                        help="gRPC calls running or queued (with --no-batching 8 run at a "
+                        "time); past it a call gets RESOURCE_EXHAUSTED at once")
     parser.add_argument("--max-connections", type=count, default=64,
                         help="open REST connections (a thread each); past it a new one gets "
                         "503 at once and is closed")
@@ -169,23 +186,46 @@ def main(argv=None) -> int:
                         "before it is closed")
     parser.add_argument("--poll-seconds", type=seconds, default=2.0,
                         help="how often to look for new versions")
+    parser.add_argument("--enable-batching", dest="batching", action="store_true",
+                        default=True, help="merge concurrent requests into batches (the "
+                        "default; TF Serving's flag)")
+    parser.add_argument("--no-batching", dest="batching", action="store_false",
+                        help="run each request alone")
+    parser.add_argument("--batching-parameters-file", default=str(batching.DEFAULT_PARAMETERS),
+                        help="TF Serving BatchingParameters (text format)")
+    parser.add_argument("--monitoring-config-file", default=str(metrics.DEFAULT_CONFIG),
+                        help="TF Serving MonitoringConfig (text format): where the REST port "
+                        "serves Prometheus metrics ('': nowhere)")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ logs")
     args = parser.parse_args(argv)
     quiet_tensorflow(args.verbose)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     limits = Limits(args.max_steps, args.max_batch, args.max_batch_steps,
                     args.max_request_bytes)
+    batcher = None
     try:
+        params = batching.read_parameters(args.batching_parameters_file) \
+            if args.batching else None
+        metrics_path = metrics.read_monitoring_path(args.monitoring_config_file) \
+            if args.monitoring_config_file else None
         registry = ModelRegistry(args.model_config, args.poll_seconds)
-        server = start_grpc(registry, args.host, args.port, limits,
+        batcher = Batcher(params) if params is not None else None
+        stats = Metrics(registry, batcher)
+        predictor = Predictor(limits, batcher)
+        # batching: an RPC mostly waits for its batch, so each admitted one gets a thread
+        server = start_grpc(registry, args.host, args.port, limits, predictor, stats,
+                            workers=args.max_concurrent_rpcs if batcher else 8,
                             max_concurrent_rpcs=args.max_concurrent_rpcs)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if batcher is not None:
+            batcher.close()
         return 2
     httpd = None
     if args.rest_port >= 0:
         httpd = RestServer((args.host, args.rest_port),
-                           make_handler(registry, limits, args.rest_timeout),
+                           make_handler(registry, limits, args.rest_timeout, predictor, stats,
+                                        metrics_path),
                            args.max_connections)
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
     stop = threading.Event()
@@ -201,6 +241,8 @@ def main(argv=None) -> int:
     if httpd is not None:
         httpd.shutdown()
     server.stop(grace=5).wait()
+    if batcher is not None:
+        batcher.close()
     return 0
 
 

@@ -1,0 +1,152 @@
+"""Prometheus metrics of the local server, at TF Serving's monitoring path on the REST port:
+requests by model, version, signature and status, their latency, the batches they ran in, the
+batch queues' depth and the versions loaded. Each server has its own registry."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from serving.batching import text_proto_class
+from serving.models import ServingError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "config" / "monitoring.config"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+UNKNOWN = "-"  # the label of a model or signature the server does not have: names from
+               # requests would let any client add series without bound
+
+
+def read_monitoring_path(path: str | Path) -> str | None:
+    """The Prometheus path of a MonitoringConfig text file (TF Serving's
+    --monitoring_config_file); None when it does not enable Prometheus.
+
+    Raises:
+        ValueError: not readable, or not a MonitoringConfig.
+    """
+    from google.protobuf import text_format
+
+    config = text_proto_class("serving/local_monitoring.proto",
+                              "tensorflow.serving.MonitoringConfig", [
+                                  ("PrometheusConfig.enable", 1, "BOOL", ""),
+                                  ("PrometheusConfig.path", 2, "STRING", ""),
+                                  ("prometheus_config", 1, "MESSAGE",
+                                   ".tensorflow.serving.PrometheusConfig")])()
+    try:
+        text_format.Parse(Path(path).read_text(), config)
+    except (OSError, text_format.ParseError) as exc:
+        raise ValueError(f"{path}: not a MonitoringConfig ({exc})") from None
+    prometheus = config.prometheus_config
+    if not prometheus.enable:
+        return None
+    return prometheus.path or "/monitoring/prometheus/metrics"
+
+
+class Tracker:
+    """What one request is known to be so far: its model, version and signature are labels once
+    the server has them."""
+
+    model, version, signature = UNKNOWN, "", UNKNOWN
+
+    def known(self, model, signature: str) -> None:
+        self.model, self.version = model.name, str(model.version)
+        signature = signature or "serving_default"
+        self.signature = signature if signature in model.signatures else UNKNOWN
+
+
+class Metrics:
+    """The server's metrics, in a registry of its own.
+
+    Args:
+        models: the ModelRegistry (its loaded versions are read at each scrape).
+        batcher: the Batcher whose calls these metrics count and whose queue depths are read at
+            each scrape, or None.
+    """
+
+    def __init__(self, models, batcher=None):
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        model = ["model", "version", "signature"]
+        self.requests = Counter("serving_requests", "Predict requests by model, version, "
+                                "signature, API (grpc, rest) and status (OK or the error code)",
+                                [*model, "api", "status"], registry=self.registry)
+        self.latency = Histogram("serving_request_latency_seconds", "Predict latency, from the "
+                                 "request read to the answer ready", [*model, "api"],
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_rows = Histogram("serving_batch_size", "rows per model call", model,
+                                    buckets=SIZE_BUCKETS, registry=self.registry)
+        self.batch_requests = Histogram("serving_batch_requests", "requests per model call "
+                                        "(more than 1: a merged call)", model,
+                                        buckets=SIZE_BUCKETS, registry=self.registry)
+        self.reruns = Counter("serving_batch_reruns", "merged calls that failed and were rerun "
+                              "one request at a time", model, registry=self.registry)
+        self.registry.register(_Live(models, batcher))
+        if batcher is not None:
+            batcher.on_batch, batcher.on_rerun = self.on_batch, self.on_rerun
+
+    @contextlib.contextmanager
+    def track(self, api: str):
+        """Counts and times the request of the `with` block; the block names its model and
+        signature with `tracker.known(...)` as soon as it has them."""
+        tracker, began, status = Tracker(), time.perf_counter(), "OK"
+        try:
+            yield tracker
+        except ServingError as exc:
+            status = exc.code
+            raise
+        except Exception:
+            status = "INTERNAL"
+            raise
+        finally:
+            labels = tracker.model, tracker.version, tracker.signature
+            self.requests.labels(*labels, api, status).inc()
+            self.latency.labels(*labels, api).observe(time.perf_counter() - began)
+
+    def on_batch(self, queue, rows: int, requests: int) -> None:
+        labels = _labels(queue)
+        self.batch_rows.labels(*labels).observe(rows)
+        self.batch_requests.labels(*labels).observe(requests)
+
+    def on_rerun(self, queue) -> None:
+        self.reruns.labels(*_labels(queue)).inc()
+
+    def exposition(self) -> tuple[bytes, str]:
+        """(the text format of every metric, its content type)."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _labels(queue) -> tuple[str, str, str]:
+    name, version, signature = queue
+    return name, str(version), signature
+
+
+class _Live:
+    """The gauges read at each scrape: versions loaded, requests waiting in batch queues."""
+
+    def __init__(self, models, batcher):
+        self.models, self.batcher = models, batcher
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        loaded = GaugeMetricFamily("serving_model_version_loaded", "1 for each model version "
+                                   "served", labels=["model", "version"])
+        with self.models.lock:
+            versions = {name: sorted(v) for name, v in self.models.models.items()}
+        for name, numbers in sorted(versions.items()):
+            for number in numbers:
+                loaded.add_metric([name, str(number)], 1)
+        yield loaded
+        depth = GaugeMetricFamily("serving_batch_queue_depth", "requests waiting in a batch "
+                                  "queue (not yet running)", labels=["model", "version",
+                                                                      "signature"])
+        if self.batcher is not None:
+            for queue, count in sorted(self.batcher.depths().items(), key=str):
+                name, version, _ = queue
+                if version in versions.get(name, ()):  # not the queues of unloaded versions
+                    depth.add_metric(list(_labels(queue)), count)
+        yield depth

@@ -142,6 +142,7 @@ class _Batch:
     opened: float  # time.monotonic() of its first task
     tasks: list = dataclasses.field(default_factory=list)
     rows: int = 0
+    row_cost: int = 0  # the largest steps (read + generated) of a row: every row runs them
 
 
 class Batcher:
@@ -153,10 +154,13 @@ class Batcher:
         on_batch: called after each model call with (queue, rows, requests); a merged call
             that failed and was rerun reports each rerun as a call of its own.
         on_rerun: called with (queue) when a merged call failed and its requests are rerun.
+        max_batch_steps: a cap on rows x steps of a merged call, as on one request (every
+            row of a merged call runs the longest row's steps); None: no cap.
     """
 
-    def __init__(self, params: BatchingParameters, on_batch=None, on_rerun=None):
-        self.params = params
+    def __init__(self, params: BatchingParameters, on_batch=None, on_rerun=None,
+                 max_batch_steps: int | None = None):
+        self.params, self.max_batch_steps = params, max_batch_steps
         self.on_batch, self.on_rerun = on_batch, on_rerun
         self.timeout = params.batch_timeout_micros / 1e6
         self.lock = threading.Condition()
@@ -171,7 +175,8 @@ class Batcher:
             thread.start()
 
     def run(self, queue: Hashable, key: Hashable, call: Callable[[dict], dict], inputs: dict,
-            rows: int, steps: int | None = None, trim: frozenset = frozenset()) -> dict:
+            rows: int, steps: int | None = None, trim: frozenset = frozenset(),
+            cost: int = 0) -> dict:
         """Runs `call(inputs)` merged with the other requests of `key`, and returns this
         request's part of the outputs.
 
@@ -184,6 +189,7 @@ class Batcher:
             steps: the request's longest num_steps, or None.
             trim: outputs whose axis 1 is a time axis: the steps past `steps` are cut off
                 when they only pad (zeros, "").
+            cost: the steps a row of this request reads and generates (`max_batch_steps`).
 
         Raises:
             ServingError: RESOURCE_EXHAUSTED when the queue is full; what `call` raised on
@@ -194,7 +200,9 @@ class Batcher:
             if self.stopping:
                 raise ServingError("RESOURCE_EXHAUSTED", "the server is stopping")
             batch = self.open.get(key)
-            if batch is None or batch.rows + rows > self.params.max_batch_size:
+            if batch is None or batch.rows + rows > self.params.max_batch_size or (
+                    self.max_batch_steps is not None and (batch.rows + rows) * max(
+                        batch.row_cost, cost) > self.max_batch_steps):
                 if self.enqueued[queue] >= self.params.max_enqueued_batches:
                     raise ServingError("RESOURCE_EXHAUSTED", f"the batch queue of {_name(queue)} "
                                        f"is full ({self.params.max_enqueued_batches} batches of "
@@ -208,6 +216,7 @@ class Batcher:
                 self.open[key] = batch
             batch.tasks.append(task)
             batch.rows += rows
+            batch.row_cost = max(batch.row_cost, cost)
             if batch.rows >= self.params.max_batch_size:
                 del self.open[key]
             self.lock.notify()
@@ -256,7 +265,7 @@ class Batcher:
                     batch = self._take()
             try:
                 self._process(batch)
-            except Exception as exc:  # a bug: answer every request rather than hang them
+            except BaseException as exc:  # a bug: answer every request, keep the thread
                 log.exception("batching: %s", _name(batch.queue))
                 for task in batch.tasks:
                     if not task.future.done():
@@ -275,18 +284,24 @@ class Batcher:
                 if self.on_rerun:
                     self.on_rerun(batch.queue)
             else:
-                if self.on_batch:
-                    self.on_batch(batch.queue, batch.rows, len(tasks))
                 for task, part in zip(tasks, parts):
                     task.future.set_result(part)
+                self._report(batch.queue, batch.rows, len(tasks))
                 return
         for task in tasks:
             try:
                 task.future.set_result(batch.call(task.inputs))
             except Exception as exc:
                 task.future.set_exception(exc)
-            if self.on_batch:
-                self.on_batch(batch.queue, task.rows, 1)
+            self._report(batch.queue, task.rows, 1)
+
+    def _report(self, queue, rows: int, requests: int) -> None:
+        """`on_batch`, after the answers: a failing metric never fails a request."""
+        if self.on_batch:
+            try:
+                self.on_batch(queue, rows, requests)
+            except Exception:
+                log.exception("batching: on_batch")
 
 
 def _name(queue) -> str:
@@ -353,6 +368,8 @@ class Predictor:
         shapes = tuple(sorted((k, t.dtype.name, tuple(t.shape[1:])) for k, t in tensors.items()))
         shaping = tuple(int(np.max(inputs[k])) for k in SHAPING_INPUTS if k in inputs)
         steps = [int(np.max(inputs[k])) for k in STEP_INPUTS if k in inputs]
+        read = max((int(t.shape[1]) for t in tensors.values() if t.shape.rank > 1), default=0)
         return self.batcher.run((model.name, model.version, signature), (id(fn), shapes, shaping),
                                 lambda merged: model.run(fn, merged), tensors, rows.pop(),
-                                max(steps) if steps else None, model.time_outputs(signature))
+                                max(steps) if steps else None, model.time_outputs(signature),
+                                cost=read + max(steps, default=0))

@@ -209,7 +209,8 @@ def main(argv=None) -> int:
         metrics_path = metrics.read_monitoring_path(args.monitoring_config_file) \
             if args.monitoring_config_file else None
         registry = ModelRegistry(args.model_config, args.poll_seconds)
-        batcher = Batcher(params) if params is not None else None
+        batcher = Batcher(params, max_batch_steps=limits.max_batch_steps) \
+            if params is not None else None
         stats = Metrics(registry, batcher)
         predictor = Predictor(limits, batcher)
         # batching: an RPC mostly waits for its batch, so each admitted one gets a thread

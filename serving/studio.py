@@ -34,7 +34,7 @@ import signal
 import sys
 import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -42,6 +42,7 @@ from preprocessing import audio
 from preprocessing.piece import InputError
 from serving.errors import ComposerError
 from serving.quiet import quiet_tensorflow
+from serving.rest import RestServer
 from serving.studio_app import Studio, StudioError, field_number, model_names
 from serving.transports import GrpcClient, RestClient
 
@@ -53,41 +54,17 @@ KINDS = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
 CSP = ("default-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
        "connect-src 'self'; frame-ancestors 'none'")
 MAX_JSON_BYTES = 64 * 1024
+CSRF_HEADER = "X-Studio"  # every POST carries it: other sites cannot make the browser send it
 
 
-class StudioServer(ThreadingHTTPServer):
-    """A thread per connection, at most `max_connections` of them (then 503 at once)."""
-
-    daemon_threads = True
+class StudioServer(RestServer):
+    """The local server's REST server (a thread per connection, at most `max_connections`,
+    then 503 at once) with the studio's handler."""
 
     def __init__(self, address, studio: Studio, max_connections: int = 32,
                  timeout: float = 30.0):
-        self.studio, self.slots = studio, threading.BoundedSemaphore(max_connections)
-        super().__init__(address, make_handler(studio, timeout))
-
-    def process_request(self, request, client_address):
-        if not self.slots.acquire(blocking=False):
-            try:
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                                b"Connection: close\r\n\r\n")
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.slots.release()
-            raise
-
-    def process_request_thread(self, request, client_address):
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
-
-    def handle_error(self, request, client_address):
-        log.debug("studio: connection from %s failed", client_address, exc_info=True)
+        self.studio = studio
+        super().__init__(address, make_handler(studio, timeout), max_connections)
 
 
 def make_handler(studio: Studio, timeout: float = 30.0):
@@ -207,6 +184,11 @@ def make_handler(studio: Studio, timeout: float = 30.0):
 
         def _post(self):
             path, query = self._query()
+            if self.headers.get(CSRF_HEADER) != "1":
+                # a page on another site can post a form or text here, but not with a custom
+                # header (the browser asks first, and the studio allows no other origin)
+                self.close_connection = True  # its body is left unread
+                raise StudioError(403, f"send the header {CSRF_HEADER}: 1 (the page does)")
             if path == "/api/upload":
                 data = self._body(studio.max_upload)
                 self._json(200, studio.upload(query.get("session"), query.get("name", ""),
@@ -270,6 +252,9 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request to "
                         "the model server")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ logs")
+    parser.add_argument("--max-connections", type=int, default=32,
+                        help="open connections (a thread each); past it 503 at once "
+                        "(default %(default)s)")
     args = parser.parse_args(argv)
     try:
         names = model_names(args.models, args.model_config)
@@ -285,7 +270,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        httpd = StudioServer((args.host, args.port), studio)
+        httpd = StudioServer((args.host, args.port), studio, max(1, args.max_connections))
     except OSError as exc:
         studio.close()
         print(f"error: cannot listen on {args.host}:{args.port} ({exc.strerror or exc})",

@@ -429,8 +429,14 @@ def _read_corpus(path: Path) -> Piece:
     return contract.read_primer(path)
 
 
+_NOTATION_READERS = threading.BoundedSemaphore(2)  # child processes of music21 at once
+
+
 def _read_notation(data: bytes, fmt: str) -> Piece:
-    """Reads notation bytes in a child process: music21 cannot be stopped in a thread."""
+    """Reads notation bytes in a child process: music21 cannot be stopped in a thread; at most
+    two at a time (each imports music21: ~200 MB)."""
+    if not _NOTATION_READERS.acquire(timeout=NOTATION_SECONDS):
+        raise StudioError(503, "the studio is busy reading other uploads; try again shortly")
     try:
         done = subprocess.run([sys.executable, "-c", _READ_NOTATION, fmt], input=data,
                               capture_output=True, timeout=NOTATION_SECONDS,
@@ -438,6 +444,8 @@ def _read_notation(data: bytes, fmt: str) -> Piece:
     except subprocess.TimeoutExpired:
         raise InputError(f"primer.{fmt}: gave up reading after {NOTATION_SECONDS:g} s") \
             from None
+    finally:
+        _NOTATION_READERS.release()
     if done.returncode:
         lines = done.stderr.decode(errors="replace").strip().splitlines()
         raise InputError((lines or [f"primer.{fmt}: cannot be read"])[-1][:300])

@@ -64,8 +64,9 @@ def request(x, steps=3):
 
 
 def submit(batcher, model, inputs, key="k"):
-    return batcher.run(QUEUE, key, model, inputs, len(inputs["x"]),
-                       int(inputs["steps"].max()), frozenset({"tokens"}))
+    steps = int(inputs["steps"].max())
+    return batcher.run(QUEUE, key, model, inputs, len(inputs["x"]), steps,
+                       frozenset({"tokens"}), cost=steps)
 
 
 def concurrently(batcher, model, requests, key="k"):
@@ -87,8 +88,9 @@ def concurrently(batcher, model, requests, key="k"):
 def make_batcher():
     made = []
 
-    def make(**params):
-        batcher = Batcher(BatchingParameters(**{"num_batch_threads": 1, **params}))
+    def make(max_batch_steps=None, **params):
+        batcher = Batcher(BatchingParameters(**{"num_batch_threads": 1, **params}),
+                          max_batch_steps=max_batch_steps)
         made.append(batcher)
         return batcher
 
@@ -104,6 +106,17 @@ def test_concurrent_requests_merge_and_each_gets_its_own_rows(make_batcher):
     assert time.monotonic() - began < 10  # full at 6 rows: no wait for the 30 s timeout
     assert model.calls == [6]
     assert [a["y"].tolist() for a in answers] == [[2], [4, 6], [8, 10, 12]]
+
+
+def test_a_merged_call_keeps_to_max_batch_steps(make_batcher):
+    # every row of a merged call runs its longest row's steps: 3 rows x 10 steps fit in 30,
+    # a fourth row would not
+    batcher = make_batcher(max_batch_size=16, batch_timeout_micros=1_000_000, max_batch_steps=30)
+    model = FakeModel()
+    answers = concurrently(batcher, model, [request([1], 2), request([2], 10), request([3], 5),
+                                            request([4], 10)])
+    assert sorted(model.calls) == [1, 3]
+    assert [a["y"].tolist() for a in answers] == [[2], [4], [6], [8]]
 
 
 def test_timeout_flushes_a_partial_batch(make_batcher):

@@ -213,7 +213,8 @@ def api(url: str, path: str, body=None, data: bytes | None = None,
     """(HTTP status, JSON answer) of the studio's API."""
     if body is not None:
         data = json.dumps(body).encode()
-    request = urllib.request.Request(url + path, data=data, headers=headers or {},
+    headers = {"X-Studio": "1", **(headers or {})}  # as the page sends it
+    request = urllib.request.Request(url + path, data=data, headers=headers,
                                      method="POST" if data is not None else "GET")
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
@@ -421,18 +422,22 @@ def test_hostile_requests_get_an_answer_and_the_studio_keeps_serving(studio):
     one_line_error(*api(studio, "/api/model?name=lstm&version=x"), "version: 'x'")
     one_line_error(*api(studio, "/api/info?" + "&".join(f"a{i}=1" for i in range(20))),
                    "too many query fields")
-    huge = raw(studio, b"POST /api/compose HTTP/1.1\r\nHost: x\r\nContent-Length: "
+    post = b"POST /api/compose HTTP/1.1\r\nHost: x\r\nX-Studio: 1\r\n"
+    huge = raw(studio, post + b"Content-Length: "
                        b"99999999999999\r\n\r\n")
     assert huge.startswith(b"HTTP/1.1 413") and b"at most" in huge
-    assert raw(studio, b"POST /api/compose HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n"
+    assert raw(studio, post + b"Content-Length: -5\r\n"
                        b"\r\n").startswith(b"HTTP/1.1 400")
-    assert raw(studio, b"POST /api/compose HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    assert raw(studio, post + b"Connection: close\r\n"
                        b"\r\n").startswith(b"HTTP/1.1 411")
     assert raw(studio, b"PUT / HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 501")
+    # another site's page can post here but cannot add the header: refused before any work
+    status, answer = api(studio, "/api/compose", {"model": "lstm"}, headers={"X-Studio": ""})
+    assert status == 403 and "X-Studio" in answer["error"]
     assert b"Bad request syntax" in raw(studio, b"GARBAGE\r\n\r\n")  # HTTP/0.9: no headers
     raw(studio, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" * 50 + b"\r\n\r\n")  # TLS
     started = time.monotonic()  # a body that never comes: dropped after the read timeout
-    slow = raw(studio, b"POST /api/compose HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{")
+    slow = raw(studio, post + b"Content-Length: 50\r\n\r\n{")
     assert slow.startswith(b"HTTP/1.1 408") and time.monotonic() - started < READ_TIMEOUT + 5
     status, answer = api(studio, "/api/models")
     assert status == 200 and [m["name"] for m in answer["models"]] == MODELS_OFFERED

@@ -32,7 +32,8 @@ ATTENTION_WIDTH = 4  # < SEQ_LEN + 12: the attention window rolls
 TINY = {
     "lstm": dict(units=16, layers=1, dense=16, learning_rate=1e-2),
     "bilstm": dict(units=16, layers=1, dense=16, learning_rate=1e-2),
-    "attention_lstm": dict(units=16, dense=16, attention_units=8,
+    # unconditional, as the other next-step families here (test_conditional covers conditions)
+    "attention_lstm": dict(units=16, dense=16, attention_units=8, condition=False,
                            attention_width=ATTENTION_WIDTH, learning_rate=1e-2),
     "seq2seq": dict(units=16, layers=1, dense=16, learning_rate=1e-2),
     "midinet": dict(noise=8, filters=8),

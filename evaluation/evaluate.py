@@ -171,7 +171,9 @@ def evaluate(composer: Composer, heldout: list[Piece], train: list[Piece], sampl
     generated = generate_samples(composer, heldout, samples, steps, seed)
     tokens = [onset_tokens(p, spq) for p in generated]
     training = [onset_tokens(p, spq) for p in train]
-    comparison = mm.compare_sets(generated, [as_heard(p, meta) for p in heldout])
+    heard = [as_heard(p, meta) for p in heldout]
+    comparison = mm.compare_sets(generated, heard)
+    density = float(np.mean([mm.note_density(p) for p in heard]))
     return {
         "model": composer.name, "metadata": meta,
         "heldout_pieces": len(heldout), "train_pieces": len(train),
@@ -181,6 +183,10 @@ def evaluate(composer: Composer, heldout: list[Piece], train: list[Piece], sampl
             "most_common_share": float(np.mean([mm.most_common_share(t) for t in tokens])),
             "silent_step_share": float(np.mean([mm.silent_step_share(p, spq)
                                                 for p in generated])),
+            "silent_samples": sum(not len(p) for p in generated),
+            # notes per beat of the samples against the held-out pieces' (as heard)
+            "note_density_ratio": float(np.mean([mm.note_density(p) for p in generated]))
+            / max(density, 1e-9),
             "longest_repeat": int(max(mm.longest_repeat(t) for t in tokens))},
         "copying": {
             "longest_copied_run": int(max(mm.longest_copied_run(t, training) for t in tokens)),

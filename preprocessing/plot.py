@@ -22,7 +22,7 @@ def save_roll_png(piece: Piece, path: str | Path, steps_per_quarter: int = 4,
     fig, ax = plt.subplots(figsize=(min(24.0, max(6.0, len(roll) / 32)), 4), dpi=100)
     ax.imshow(roll.T if len(roll) else np.zeros((pianoroll.KEYS, 1)), aspect="auto",
               origin="lower", cmap="Greys", interpolation="nearest",
-              extent=(0, len(roll) / steps_per_quarter, pianoroll.LOWEST - 0.5,
+              extent=(0, max(len(roll), 1) / steps_per_quarter, pianoroll.LOWEST - 0.5,
                       pianoroll.LOWEST + pianoroll.KEYS - 0.5))
     if primer_end > 0:
         ax.axvspan(0, primer_end, color="tab:blue", alpha=0.12, label="primer")

@@ -1,0 +1,79 @@
+"""The quality gate (`evaluation.floors`, applied by bench/quality.py to every family): a
+deliberately broken tiny model, exported and evaluated for real, is named with the floors it
+falls short of; a report that clears them passes."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from evaluation import evaluate, floors
+from tests.zoo import SEQ_LEN, TINY, run_main
+from trainer import export
+from trainer.models import MODELS
+
+
+@pytest.fixture(scope="module")
+def broken_report(zoo, tmp_path_factory):
+    """The report of an lstm on piano rolls whose every key is off (its output bias -30)."""
+    root = tmp_path_factory.mktemp("gate")
+    _, spec = zoo.dataset("pianoroll")
+    model = MODELS["lstm"].build(spec, dict(MODELS["lstm"].defaults, **TINY["lstm"]), SEQ_LEN)
+    out = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
+    out.bias.assign(np.full(out.bias.shape, -30.0, np.float32))
+    path = export.export(model, "lstm", spec, SEQ_LEN, root / "exports", name="broken")
+    rc, _, err = run_main(evaluate.main, [
+        "--model", path, "--data", zoo.corpus, "--train-data", zoo.corpus, "--samples", 3,
+        "--steps", 16, "--seed", 1, "--out", root / "eval"])
+    assert rc == 0, err
+    return root / "eval" / "report.json"
+
+
+def test_a_silent_model_is_named_with_the_floors_it_misses(broken_report):
+    report = json.loads(broken_report.read_text())
+    assert report["degeneracy"]["silent_samples"] == 3
+
+    rc, out, err = run_main(floors.main, [broken_report, "--name", "broken"])
+
+    assert rc == 1
+    assert "broken: silent samples 3, needs = 0" in err
+    assert "broken: silent-step share 1, needs <= 0.3" in err
+    assert "broken: note density / held-out 0, needs in 0.5-2" in err
+    assert out.count("FAIL") == len(err.splitlines())  # one line per floor missed, no other
+    assert "ok   longest copied run (onsets)" in out  # nothing copied: that floor holds
+
+
+def passing_report(**changes) -> dict:
+    report = {"degeneracy": {"silent_samples": 0, "silent_step_share": 0.05,
+                             "note_density_ratio": 1.1},
+              "features": {"polyphony": {"overlap": 0.76}, "overlap_mean": 0.85},
+              "copying": {"longest_copied_run": 4}, "model": "saved_models/x/1"}
+    for dotted, value in changes.items():
+        *path, last = dotted.split("__")
+        node = report
+        for key in path:
+            node = node[key]
+        node[last] = value
+    return report
+
+
+@pytest.mark.parametrize("changes, floor", [
+    ({}, None),
+    ({"degeneracy__note_density_ratio": 2.5}, "note density / held-out 2.5, needs in 0.5-2"),
+    ({"degeneracy__note_density_ratio": 0.4}, "note density / held-out 0.4, needs in 0.5-2"),
+    ({"features__polyphony__overlap": 0.59}, "polyphony overlap 0.59, needs >= 0.6"),
+    ({"features__overlap_mean": 0.69}, "overall overlap 0.69, needs >= 0.7"),
+    ({"copying__longest_copied_run": 17}, "longest copied run (onsets) 17, needs <= 16"),
+])
+def test_each_floor_at_its_edge(changes, floor):
+    assert floors.shortfalls("m", passing_report(**changes)) == ([f"m: {floor}"] if floor else [])
+
+
+def test_a_file_that_is_not_a_report_is_one_line(tmp_path):
+    bad = tmp_path / "report.json"
+    bad.write_text('{"degeneracy": {}}')
+    rc, out, err = run_main(floors.main, [bad])
+    assert rc == 2 and err.count("\n") == 1 and f"{bad}: not an evaluation report" in err

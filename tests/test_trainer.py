@@ -505,12 +505,13 @@ def test_outputs_before_t_do_not_see_the_input_at_t(name, rep, datasets):
 
 @pytest.fixture(scope="module")
 def e2e(corpus, tmp_path_factory):
-    """One attention_lstm job on notes, samples every epoch; run through `main` in-process."""
+    """One attention_lstm job on notes, sampled every 5 epochs (so only after its last, the
+    2nd); run through `main` in-process."""
     job = tmp_path_factory.mktemp("e2e") / "job"
     rc, out, err = run_task(["--model", "attention_lstm", "--representation", "notes",
                              "--data", corpus, "--epochs", 2, "--seq-len", SEQ_LEN,
                              "--batch-size", 16, "--hparams", hparams_flag("attention_lstm"),
-                             "--job-dir", job, "--sample-every", 1, "--sample-steps", 16,
+                             "--job-dir", job, "--sample-every", 5, "--sample-steps", 16,
                              "--seed", 3])
     return rc, out, err, job
 
@@ -553,7 +554,14 @@ def test_cli_writes_tensorboard_logs(e2e):
     root.Reload()
     tags = set(root.Tags()["tensors"])
     assert "_hparams_/session_start_info" in tags
-    assert {"sample/notes", "sample/distinct_pitches", "sample/midi"} <= tags
+    assert {"sample/notes", "sample/distinct_pitches", "sample/midi", "sample/piano_roll",
+            "sample/silent_step_share", "sample/polyphony", "sample/notes_per_beat"} <= tags
+    assert [e.step for e in root.Tensors("sample/notes")] == [2]  # after the last epoch
+    image = root.Tensors("sample/piano_roll")[0].tensor_proto.string_val[2]  # [w, h, PNG]
+    assert image.startswith(b"\x89PNG")
+    if "sample/audio" in tags:  # FluidSynth installed: at most AUDIO_SECONDS, mono
+        audio = root.Tensors("sample/audio")[0].tensor_proto.string_val[0]
+        assert audio.startswith(b"RIFF") and len(audio) <= 16000 * 2 * 10 + 100
 
 
 def test_cli_model_loads_back_and_reproduces_the_last_validation_loss(e2e):
@@ -575,7 +583,8 @@ def test_cli_model_loads_back_and_reproduces_the_last_validation_loss(e2e):
 def test_cli_samples_are_midi_files_of_the_vocabulary(e2e):
     *_, job = e2e
     samples = sorted((job / "samples").glob("*.mid"))
-    assert [p.name for p in samples] == ["epoch_001.mid", "epoch_002.mid"]
+    assert [p.name for p in samples] == ["epoch_002.mid"]  # a run shorter than --sample-every
+    assert (job / "samples" / "epoch_002.png").is_file()
     vocab = Vocabulary.load(job / "data" / "vocab.json")
     known = {p for token in vocab.tokens for p in token_pitches(token)}
     for path in samples:

@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import keras
-import numpy as np
 
-from preprocessing import audio, pianoroll
+from preprocessing import audio
 from preprocessing.writers import write_midi
 
 
@@ -42,8 +41,13 @@ class HParamsLogger(keras.callbacks.Callback):
 
 
 class SampleCallback(keras.callbacks.Callback):
-    """Every `every` epochs: generates a short piece, writes its MIDI to `out_dir` and logs its
-    piano roll (image), audio (when FluidSynth is installed) and note statistics to TensorBoard."""
+    """Every `every` epochs and after the last one: generates a short piece, writes its MIDI and
+    piano-roll PNG to `out_dir` and logs to TensorBoard the PNG (low notes at the bottom, time
+    and pitch scales), the first `AUDIO_SECONDS` of its audio (when FluidSynth is installed),
+    and the figures of the quality floors (`evaluation.floors`): silent-step share, polyphony,
+    notes per beat, so that a model falling silent shows during training."""
+
+    AUDIO_SECONDS = 10.0
 
     def __init__(self, family, spec, primer, out_dir: Path, log_dir: Path, *, vocab=None,
                  every: int = 1, steps: int = 64, seq_len: int = 64, seed: int = 0):
@@ -53,34 +57,43 @@ class SampleCallback(keras.callbacks.Callback):
         self.every, self.steps, self.seq_len, self.seed = every, steps, seq_len, seed
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
+        last = epoch + 1 == self.params.get("epochs")  # a run shorter than `every` gets one too
+        if (epoch + 1) % self.every and not last:
             return
         import tensorflow as tf
+
+        from evaluation import metrics as mm
+        from preprocessing.plot import save_roll_png
 
         steps = self.family.sample(self.model, self.spec, self.primer, self.steps,
                                    seed=self.seed + epoch, seq_len=self.seq_len)
         piece = self.family.to_piece(self.spec, steps, self.vocab)
         midi = write_midi(piece, self.out_dir / f"epoch_{epoch + 1:03d}.mid")
-        roll = pianoroll.piece_to_roll(piece, self.spec.steps_per_quarter)
+        spq = self.spec.steps_per_quarter
+        png = save_roll_png(piece, midi.with_suffix(".png"), spq, title=f"epoch {epoch + 1}")
         with tf.summary.create_file_writer(self.log_dir).as_default(step=epoch + 1):
-            if len(roll):
-                image = np.flipud(roll.T).astype(np.float32)[None, :, :, None]
-                tf.summary.image("sample/piano_roll", image)
+            tf.summary.image("sample/piano_roll", tf.image.decode_png(
+                tf.io.read_file(str(png)), channels=3)[None])
             tf.summary.text("sample/midi", str(midi))
             tf.summary.scalar("sample/distinct_pitches", len(set(piece.pitch.tolist())))
             tf.summary.scalar("sample/notes", len(piece))
+            tf.summary.scalar("sample/silent_step_share", mm.silent_step_share(piece, spq))
+            tf.summary.scalar("sample/polyphony", mm.polyphony(piece, spq))
+            tf.summary.scalar("sample/notes_per_beat", mm.note_density(piece))
             try:
                 wav = audio.render_wav(midi, midi.with_suffix(".wav"), sample_rate=16000)
-                tf.summary.audio("sample/audio", _wav_tensor(wav), 16000, max_outputs=1)
+                tf.summary.audio("sample/audio", _wav_tensor(wav, 16000 * self.AUDIO_SECONDS),
+                                 16000, max_outputs=1)
             except (audio.AudioUnavailable, OSError):
                 pass
 
 
-def _wav_tensor(path: Path):
+def _wav_tensor(path: Path, most: float):
+    """The WAV's first `most` samples, mono, as [1, samples, 1]."""
     import tensorflow as tf
 
     decoded, _ = tf.audio.decode_wav(tf.io.read_file(str(path)))
-    return decoded[None]
+    return tf.reduce_mean(decoded[:int(most)], axis=-1, keepdims=True)[None]
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):

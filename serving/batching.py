@@ -355,10 +355,11 @@ class Predictor:
         self.limits, self.batcher = limits, batcher
 
     def predict(self, model: Servable, signature: str, inputs: dict[str, np.ndarray]) -> dict:
-        """Output name → array, as `Servable.predict`.
+        """Output name → array, as `Servable.run`.
 
         Raises:
-            ServingError: as `Servable.predict`; RESOURCE_EXHAUSTED when the batch queue is full.
+            ServingError: as `Servable.check` and `Servable.run`; RESOURCE_EXHAUSTED when the
+                batch queue is full.
         """
         signature = signature or "serving_default"
         fn, tensors = model.check(signature, inputs, self.limits)

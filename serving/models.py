@@ -58,25 +58,13 @@ class Servable:
         self.signature_defs = dict(saved.meta_graphs[0].signature_def)
         self._time_outputs: dict[str, frozenset[str]] = {}
 
-    def predict(self, signature: str, inputs: dict[str, np.ndarray], limits: Limits) -> dict:
-        """Checks `inputs` against the signature and the server's `limits`, runs it.
-
-        Returns:
-            Output name → numpy array.
+    def check(self, signature: str, inputs: dict[str, np.ndarray], limits: Limits):
+        """Checks `inputs` against the signature and the server's `limits` before anything runs:
+        (the signature's function, its inputs as tensors of the signature's dtypes).
 
         Raises:
             ServingError: NOT_FOUND for an unknown signature; INVALID_ARGUMENT, naming the input
                 and the cap, for inputs that do not fit the signature or the limits.
-        """
-        fn, tensors = self.check(signature, inputs, limits)
-        return self.run(fn, tensors)
-
-    def check(self, signature: str, inputs: dict[str, np.ndarray], limits: Limits):
-        """The checks of `predict`, before anything runs: (the signature's function, its
-        inputs as tensors of the signature's dtypes).
-
-        Raises:
-            ServingError: as `predict`.
         """
         import tensorflow as tf
 

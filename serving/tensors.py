@@ -175,7 +175,7 @@ def json_inputs(specs: Mapping, request: dict) -> dict[str, np.ndarray]:
 
     Returns:
         Input name → array; an input the signature lacks maps to an empty array (for
-        `Servable.predict` to name).
+        `Servable.check` to name).
 
     Raises:
         ServingError: INVALID_ARGUMENT naming the input, for a value of the wrong type, out of its

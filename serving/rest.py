@@ -67,6 +67,43 @@ class RestServer(ThreadingHTTPServer):
         log.debug("rest: connection from %s failed", client_address, exc_info=True)
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with a read timeout (`read_timeout`: a silent client is dropped, not waited on),
+    debug logging, and every answer sent by `_reply`, http.server's own errors (bad request
+    line, headers, method) as one-line JSON too."""
+
+    protocol_version = "HTTP/1.1"
+    read_timeout = 30.0
+    log_name = "rest"
+    headers_sent: dict[str, str] = {}  # on every answer
+
+    def setup(self):
+        self.timeout = self.read_timeout  # StreamRequestHandler applies it to the socket
+        super().setup()
+
+    def log_message(self, fmt, *args):
+        log.debug(f"{self.log_name}: " + fmt, *args)
+
+    def send_error(self, code, message=None, explain=None):
+        self.close_connection = True
+        self._json(code, {"error": message or HTTPStatus(code).phrase})
+
+    def _json(self, code: int, body) -> None:
+        self._reply(code, json.dumps(body).encode(), "application/json")
+
+    def _reply(self, code: int, data: bytes, kind: str, headers: dict | None = None):
+        self.send_response(code)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in {**self.headers_sent, **(headers or {})}.items():
+            self.send_header(key, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
 def _digits(text: str, most: int = 18) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= most
 
@@ -89,32 +126,8 @@ def make_handler(registry: ModelRegistry, limits: Limits, timeout: float,
     predictor = predictor or Predictor(limits)
     stats = stats or Metrics(registry, predictor.batcher)
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def setup(self):
-            self.timeout = timeout  # StreamRequestHandler applies it to the socket
-            super().setup()
-
-        def log_message(self, fmt, *args):
-            log.debug("rest: " + fmt, *args)
-
-        def send_error(self, code, message=None, explain=None):
-            """http.server's own errors (bad request line, headers) as one-line JSON too."""
-            self.close_connection = True
-            self._send(code, {"error": message or HTTPStatus(code).phrase})
-
-        def _send(self, code: int, body: dict):
-            self._reply(code, json.dumps(body).encode(), "application/json")
-
-        def _reply(self, code: int, data: bytes, kind: str):
-            self.send_response(code)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(data)))
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(data)
+    class Handler(JsonHandler):
+        read_timeout = timeout
 
         def _route(self):
             """/v1/models/NAME[/versions/N|/labels/L][/metadata|:predict] → parts."""
@@ -150,16 +163,16 @@ def make_handler(registry: ModelRegistry, limits: Limits, timeout: float,
             try:
                 method()
             except ServingError as exc:
-                self._send(HTTP_CODES[exc.code], {"error": exc.message})
+                self._json(HTTP_CODES[exc.code], {"error": exc.message})
             except TimeoutError:
                 self.close_connection = True
-                self._send(408, {"error": f"no request body within {timeout:g} s "
+                self._json(408, {"error": f"no request body within {timeout:g} s "
                                           "(--rest-timeout)"})
             except (BrokenPipeError, ConnectionResetError):  # the client went away: no one
                 self.close_connection = True  # to answer, nothing to log
             except Exception as exc:  # never drop a connection without an answer
                 log.exception("rest: %s", self.path[:200])
-                self._send(500, {"error": " ".join(f"{type(exc).__name__}: {exc}".split())})
+                self._json(500, {"error": " ".join(f"{type(exc).__name__}: {exc}".split())})
 
         def _get(self):
             if metrics_path and self.path.split("?")[0] == metrics_path:
@@ -169,7 +182,7 @@ def make_handler(registry: ModelRegistry, limits: Limits, timeout: float,
             if action == "metadata":
                 model = registry.get(name, version, label)
                 sigs = {k: json_format.MessageToDict(v) for k, v in model.signature_defs.items()}
-                self._send(200, {"model_spec": {"name": name, "version": str(model.version)},
+                self._json(200, {"model_spec": {"name": name, "version": str(model.version)},
                                  "metadata": {"signature_def": {"signature_def": sigs}}})
                 return
             if action == "predict":
@@ -177,7 +190,7 @@ def make_handler(registry: ModelRegistry, limits: Limits, timeout: float,
                                    "POST")
             models = [registry.get(name, version, label)] \
                 if version is not None or label else registry.loaded(name)
-            self._send(200, {"model_version_status": [
+            self._json(200, {"model_version_status": [
                 {"version": str(m.version), "state": "AVAILABLE",
                  "status": {"error_code": "OK", "error_message": ""}} for m in models]})
 
@@ -200,7 +213,7 @@ def make_handler(registry: ModelRegistry, limits: Limits, timeout: float,
             try:
                 body = self._body()
             except _TooLarge as exc:
-                self._send(413, {"error": str(exc)})
+                self._json(413, {"error": str(exc)})
                 return
             name, version, label, action = self._route()
             if action != "predict":
@@ -221,7 +234,7 @@ def make_handler(registry: ModelRegistry, limits: Limits, timeout: float,
                                        f"{signature[:100]!r}")
                 inputs = json_inputs(fn.structured_input_signature[1], request)
                 outputs = predictor.predict(model, signature, inputs)
-            self._send(200, {"outputs": {k: _jsonable(v) for k, v in outputs.items()}})
+            self._json(200, {"outputs": {k: _jsonable(v) for k, v in outputs.items()}})
 
     return Handler
 

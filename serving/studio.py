@@ -33,8 +33,6 @@ import shutil
 import signal
 import sys
 import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -42,7 +40,7 @@ from preprocessing import audio
 from preprocessing.piece import InputError
 from serving.errors import ComposerError
 from serving.quiet import quiet_tensorflow
-from serving.rest import RestServer
+from serving.rest import JsonHandler, RestServer
 from serving.studio_app import Studio, StudioError, field_number, model_names
 from serving.transports import GrpcClient, RestClient
 
@@ -72,38 +70,11 @@ def make_handler(studio: Studio, timeout: float = 30.0):
     statics = {p.name: p for p in STATIC.iterdir() if p.suffix in KINDS} \
         if STATIC.is_dir() else {}
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    class Handler(JsonHandler):
         server_version = "ComposerStudio"
-
-        def setup(self):
-            self.timeout = timeout  # a silent client is dropped, not waited on forever
-            super().setup()
-
-        def log_message(self, fmt, *args):
-            log.debug("studio: " + fmt, *args)
-
-        def send_error(self, code, message=None, explain=None):
-            self.close_connection = True
-            self._json(code, {"error": message or HTTPStatus(code).phrase})
-
-        def _reply(self, code: int, data: bytes, kind: str, headers: dict | None = None):
-            self.send_response(code)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("Content-Security-Policy", CSP)
-            self.send_header("X-Content-Type-Options", "nosniff")
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-
-        def _json(self, code: int, body) -> None:
-            self._reply(code, json.dumps(body).encode(), "application/json")
+        read_timeout, log_name = timeout, "studio"
+        headers_sent = {"Cache-Control": "no-store", "Content-Security-Policy": CSP,
+                        "X-Content-Type-Options": "nosniff"}
 
         def _guard(self, method):
             try:

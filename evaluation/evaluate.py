@@ -128,6 +128,33 @@ def likelihood(composer: Composer, pieces: list[Piece]) -> dict:
             "f1": 2 * precision * recall / max(precision + recall, 1e-9)}
 
 
+def frame_f1(drawn: np.ndarray, target: np.ndarray) -> float:
+    """Frame-level F1 of drawn keys against the target's (both [T, keys], on above 0.5)."""
+    on, real = drawn > 0.5, target > 0.5
+    hits = float((on & real).sum())
+    return 2 * hits / max(float(on.sum() + real.sum()), 1.0)
+
+
+def interpolation_ends(composer: Composer, pieces: list[Piece], pairs: int, points: int,
+                       seed: int) -> dict:
+    """For models with `interpolate` (the vae): blends between held-out openings (piece i to
+    piece i + 1), drawn at temperature 1; F1 of the first segment against a's encoded segment
+    and of the last against b's. {} for other models."""
+    if "interpolate" not in composer.signatures() or len(pieces) < 2:
+        return {}
+    f1s = []
+    for i in _progress(range(pairs), "interpolating between held-out pieces", "pair"):
+        a, b = pieces[i % len(pieces)], pieces[(i + 1) % len(pieces)]
+        result = composer.interpolate(a, b, points, seed=seed + i)
+        frames = np.asarray(result.outputs["frames"])[0]
+        segment = len(frames) // points
+        for drawn, primer in ((frames[:segment], result.inputs["a"][0]),
+                              (frames[-segment:], result.inputs["b"][0])):
+            target = primer[-segment:]
+            f1s.append(frame_f1(drawn[-len(target):], target))
+    return {"end_f1": float(np.mean(f1s)), "pairs": pairs, "points": points}
+
+
 def generate_samples(composer: Composer, primers: list[Piece], count: int, steps: int,
                      seed: int) -> list[Piece]:
     """`count` continuations (primer excluded), primed from the held-out pieces in turn."""
@@ -192,6 +219,7 @@ def evaluate(composer: Composer, heldout: list[Piece], train: list[Piece], sampl
             "longest_copied_run": int(max(mm.longest_copied_run(t, training) for t in tokens)),
             "ngram8_overlap": float(np.mean([mm.ngram_overlap(t, training, 8) for t in tokens]))},
         "drift": mm.drift(train, generated),
+        "interpolation": interpolation_ends(composer, heldout, samples, 5, seed),
         "samples": generated,
     }
 
@@ -201,7 +229,7 @@ def markdown(report: dict) -> str:
              f"{report['heldout_pieces']} held-out pieces, {report['train_pieces']} training "
              f"pieces, {len(report['samples'])} generated samples.", "", "| metric | value |",
              "|---|---|"]
-    for section in ("likelihood", "degeneracy", "copying", "drift"):
+    for section in ("likelihood", "degeneracy", "copying", "drift", "interpolation"):
         for key, value in report[section].items():
             lines.append(f"| {section}: {key} | {value:.4g} |" if isinstance(value, float)
                          else f"| {section}: {key} | {value} |")

@@ -22,6 +22,7 @@ class Floor:
     value: Callable[[dict], float]  # from a report of `evaluation.evaluate`
     low: float = float("-inf")
     high: float = float("inf")
+    applies: Callable[[dict], bool] = lambda report: True  # noqa: E731 (a default, not a def)
 
     def target(self) -> str:
         if self.low == self.high:
@@ -40,12 +41,19 @@ FLOORS = (
     Floor("polyphony overlap", lambda r: r["features"]["polyphony"]["overlap"], low=0.6),
     Floor("overall overlap", lambda r: r["features"]["overlap_mean"], low=0.7),
     Floor("longest copied run (onsets)", lambda r: r["copying"]["longest_copied_run"], high=16),
+    # autoencoders (a model with `interpolate`): held-out segments come back, and blends start
+    # and end at their primers
+    Floor("reconstruction F1", lambda r: r["likelihood"]["f1"], low=0.6,
+          applies=lambda r: bool(r.get("interpolation"))),
+    Floor("interpolation end F1", lambda r: r["interpolation"]["end_f1"], low=0.5,
+          applies=lambda r: bool(r.get("interpolation"))),
 )
 
 
 def check(report: dict) -> list[tuple[Floor, float, bool]]:
-    """(floor, value, passed) for every floor, in order."""
-    return [(f, v, f.low <= v <= f.high) for f in FLOORS for v in [float(f.value(report))]]
+    """(floor, value, passed) for every floor that applies to the report's model, in order."""
+    return [(f, v, f.low <= v <= f.high) for f in FLOORS if f.applies(report)
+            for v in [float(f.value(report))]]
 
 
 def shortfalls(name: str, report: dict) -> list[str]:

@@ -296,16 +296,43 @@ def zoo(tmp_path_factory):
     """The session's tiny trained and exported models (`tests.zoo.Zoo`): `zoo(name, rep)`."""
     from tests.zoo import Zoo
 
-    return Zoo(tmp_path_factory.mktemp("zoo"))
+    base = tmp_path_factory.getbasetemp()
+    # under pytest-xdist each worker's basetemp is a folder of the session's: the workers share
+    # the zoo's datasets and trained models through a folder beside theirs
+    shared = base.parent / "zoo-shared" if os.environ.get("PYTEST_XDIST_WORKER") else None
+    return Zoo(tmp_path_factory.mktemp("zoo"), shared)
 
 
 SLOW_FIXTURES = {"server", "cli"}  # a server subprocess; CLI runs including a subprocess
 
 
+# the modules that take longest, longest first (seconds on two cores, roughly). Run first, so
+# that pytest-xdist's workers (`--dist loadfile --no-loadscope-reorder`) end together instead of
+# one of them starting a long module when the other is nearly done
+LONGEST_MODULES = ["test_trainer.py", "test_export.py", "test_conditional.py",
+                   "test_studio.py", "test_serving_generators.py", "test_vae_gan.py",
+                   "test_serving.py", "test_rnn_nade.py", "test_distributed.py",
+                   "test_refine.py"]
+
+
 def pytest_collection_modifyitems(items):
     """Marks `slow` every test that uses a server or a CLI subprocess fixture (`-m "not slow"`
     leaves them out; CI runs everything). Tests that start subprocesses themselves carry the
-    mark by hand."""
+    mark by hand.
+
+    Orders the modules longest first (LONGEST_MODULES, then the others by their number of
+    tests, as pytest-xdist's own reordering would); the tests of a module keep their order."""
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.path.name] = counts.get(item.path.name, 0) + 1
+
+    def rank(item):
+        name = item.path.name
+        if name in LONGEST_MODULES:
+            return LONGEST_MODULES.index(name), 0
+        return len(LONGEST_MODULES), -counts[name]
+
+    items.sort(key=rank)  # stable: a module's tests stay in order

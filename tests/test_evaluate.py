@@ -1,4 +1,5 @@
-"""`python -m evaluation` end to end: a real exported model, real MIDI files, real report."""
+"""`python -m evaluation` end to end: a real exported model (the session zoo's attention_lstm),
+real MIDI files, real report."""
 
 from __future__ import annotations
 
@@ -8,38 +9,39 @@ import math
 import pytest
 
 from evaluation import evaluate
-from tests.conftest import make_piece, notes_of, write_midi_file
-from trainer import task
-
-MELODIES = [[(60 + (k * 5 + i * (k + 2)) % 12, float(i), 1.0) for i in range(24)]
-            for k in range(6)]
+from tests.conftest import make_piece, notes_of
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """Six small pieces, an attention_lstm trained on them for 2 epochs, exported."""
-    root = tmp_path_factory.mktemp("evaluate")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    for k, melody in enumerate(MELODIES):
-        bass = [(48 + k, float(b), 4.0) for b in range(0, 24, 4)]
-        write_midi_file(corpus / f"piece{k}.mid", [melody, bass])
-    argv = ["--model", "attention_lstm", "--data", str(corpus), "--epochs", "2", "--seq-len",
-            "8", "--batch-size", "8", "--hparams", "units=16,dense=16,attention_units=8",
-            "--sample-every", "0", "--job-dir", str(root / "job"), "--export-dir",
-            str(root / "saved")]
-    assert task.main(argv) == 0
-    return root, corpus
+def exported(zoo, tmp_path_factory):
+    """The session zoo's attention_lstm (six two-voice pieces, trained for 2 epochs, exported):
+    (its SavedModel version folder, the corpus it was trained on, a folder for this module)."""
+    return zoo("attention_lstm", "notes").path, zoo.corpus, tmp_path_factory.mktemp("evaluate")
 
 
-def test_report_holds_every_section(exported):
-    root, corpus = exported
-    out = root / "eval"
-    status = evaluate.main(["--model", str(root / "saved" / "attention_lstm"), "--data",
-                            str(corpus), "--train-data", str(corpus), "--samples", "3",
-                            "--steps", "24", "--seed", "1", "--out", str(out)])
+EVAL_FLAGS = ["--samples", "3", "--steps", "24", "--seed", "1"]
+
+
+def run_evaluate(exported, out) -> dict:
+    """`python -m evaluation` (in this process) on the module's model and corpus, writing `out`;
+    returns its report.json."""
+    model, corpus, _ = exported
+    status = evaluate.main(["--model", str(model), "--data",
+                            str(corpus), "--train-data", str(corpus), *EVAL_FLAGS,
+                            "--out", str(out)])
     assert status == 0
-    report = json.loads((out / "report.json").read_text())
+    return json.loads((out / "report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def report(exported):
+    """One evaluation of the module's model, computed once: (its folder, report.json)."""
+    *_, root = exported
+    return root / "eval", run_evaluate(exported, root / "eval")
+
+
+def test_report_holds_every_section(report):
+    out, report = report
     like = report["likelihood"]
     # teacher-forced NLL in nats per event, and perplexity = exp(NLL)
     assert like["nll_per_event"] > 0 and like["events"] > 0
@@ -58,15 +60,9 @@ def test_report_holds_every_section(exported):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_same_seed_same_report(exported, tmp_path):
-    root, corpus = exported
-    reports = []
-    for name in ("a", "b"):
-        assert evaluate.main(["--model", str(root / "saved" / "attention_lstm"), "--data",
-                              str(corpus), "--train-data", str(corpus), "--samples", "2",
-                              "--steps", "16", "--seed", "4", "--out", str(tmp_path / name)]) == 0
-        reports.append(json.loads((tmp_path / name / "report.json").read_text()))
-    assert reports[0] == reports[1]
+def test_same_seed_same_report(exported, report, tmp_path):
+    # a second run (a fresh load of the model) with the module's seed: the same report
+    assert run_evaluate(exported, tmp_path / "again") == report[1]
 
 
 def test_onset_tokens_group_notes_that_start_together():
@@ -77,8 +73,8 @@ def test_onset_tokens_group_notes_that_start_together():
 
 
 def test_missing_data_is_a_clear_error(exported, tmp_path, capsys):
-    root, _ = exported
-    status = evaluate.main(["--model", str(root / "saved" / "attention_lstm"), "--data",
+    model, *_ = exported
+    status = evaluate.main(["--model", str(model), "--data",
                             str(tmp_path / "nothing"), "--train-data", str(tmp_path),
                             "--out", str(tmp_path / "out")])
     assert status == 2

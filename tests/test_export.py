@@ -637,9 +637,10 @@ def cli(zoo, tmp_path_factory, parse_cache):
     MODELS/composer holds two versions: 1 an lstm, 2 an attention_lstm (both on notes)."""
     root = tmp_path_factory.mktemp("generate-cli")
     models = root / "models"
-    for name in ("lstm", "attention_lstm"):
-        t = zoo(name, "notes")
-        export.export(t.model, name, t.spec, SEQ_LEN, models, name="composer", vocab=t.vocab)
+    for version, name in enumerate(("lstm", "attention_lstm"), start=1):
+        # the zoo's exports (export.export of the same model, spec and vocabulary), as versions
+        shutil.copytree(zoo(name, "notes").path, models / "composer" / str(version))
+    export.write_models_config(models)
     composer = models / "composer"
     primer = write_midi_file(root / "primer.mid", [MELODY, BASS])
     silent = write_midi_file(root / "silent.mid", [[]])

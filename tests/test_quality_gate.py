@@ -72,6 +72,17 @@ def test_each_floor_at_its_edge(changes, floor):
     assert floors.shortfalls("m", passing_report(**changes)) == ([f"m: {floor}"] if floor else [])
 
 
+def test_autoencoder_floors_apply_to_reports_with_interpolations():
+    """The vae's floors (reconstruction F1, F1 at the blends' ends) apply where the report has an
+    interpolation section, and only there."""
+    assert len(floors.check(passing_report())) == 6
+    vae = passing_report(likelihood={"f1": 0.59}, interpolation={"end_f1": 0.49})
+    assert floors.shortfalls("vae", vae) == ["vae: reconstruction F1 0.59, needs >= 0.6",
+                                             "vae: interpolation end F1 0.49, needs >= 0.5"]
+    vae.update(likelihood={"f1": 0.6}, interpolation={"end_f1": 0.5})
+    assert floors.shortfalls("vae", vae) == [] and len(floors.check(vae)) == 8
+
+
 def test_a_file_that_is_not_a_report_is_one_line(tmp_path):
     bad = tmp_path / "report.json"
     bad.write_text('{"degeneracy": {}}')

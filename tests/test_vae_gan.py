@@ -37,7 +37,7 @@ from trainer.models import MODELS, vae, wgan_gp
 
 SEGMENT = 16  # --seq-len: the vae's segment and the GAN's
 KEYS = 88
-VAE_HPARAMS = "latent=4,units=8,anneal_epochs=2"
+VAE_HPARAMS = "latent=4,units=8,anneal_epochs=2,beta=1.0,free_bits=0.0"
 GAN_HPARAMS = {"cnn": "noise=4,filters=8,units=8,critic_steps=2",
                "dcrnn": "generator=dcrnn,repeat=4,noise=4,filters=8,units=8,critic_steps=1"}
 GAN_EPOCHS = {"cnn": 2, "dcrnn": 1}
@@ -349,7 +349,10 @@ def test_walk_0_makes_segments_independent_of_the_primer(vae_job, vae_walk0, pri
     assert vae_walk0.model.walk == 0.0
     independent = [vae_generate(vae_walk0.loaded, [p], [40], [6])[0] for p in (a, b)]
     np.testing.assert_array_equal(*independent)
-    walked = [vae_generate(vae_job.loaded, [p], [40], [6])[0] for p in (a, b)]
+    # with walk 0.5 the first latent keeps half the primer's code; the tiny model's codes of two
+    # chorale openings are close (its frames draw the same keys), so the second primer sounds
+    # every key, far from any chorale
+    walked = [vae_generate(vae_job.loaded, [p], [40], [6])[0] for p in (a, np.ones_like(b))]
     assert not np.array_equal(*walked)
 
 
@@ -369,8 +372,12 @@ def test_interpolate_runs_from_a_to_b(vae_job, primers):
     assert frames.shape == (1, 3 * SEGMENT, KEYS)
     assert set(np.unique(frames)) <= {0.0, 1.0}
     first, middle, last = segments(frames[0])
-    decoded = {name: loaded.signatures["serving_default"](context=tf.constant(x[None]))[
-        "probs"].numpy()[0] > 0.5 for name, x in (("a", a), ("b", b))}
+    # the ends: a's and b's codes decoded greedily (each frame's keys above 0.5, fed back in)
+    codes = {name: loaded.signatures["serving_default"](context=tf.constant(x[None]))["latent"]
+             for name, x in (("a", a), ("b", b))}
+    decoded = {name: vae_job.model.draw(z, tf.constant([1.0]), tf.constant([0.5]),
+                                        tf.constant([5], tf.int64), 0).numpy()[0]
+               for name, z in codes.items()}
     assert not np.array_equal(decoded["a"], decoded["b"])
     np.testing.assert_array_equal(first, decoded["a"])
     np.testing.assert_array_equal(last, decoded["b"])
@@ -485,6 +492,19 @@ def test_evaluate_reports_the_vae_likelihood(vae_job, corpus, pieces, tmp_path):
     assert like["nll_per_frame"] > 0
     assert like["nll_per_frame"] == pytest.approx(total / like["frames"], rel=1e-5)
     assert len(report["generated_notes"]) == 2
+    # blends between held-out openings (piece i to i + 1), their ends scored against the primers
+    blend = report["interpolation"]
+    assert (blend["pairs"], blend["points"]) == (2, 5) and 0 <= blend["end_f1"] <= 1
+    f1s = []
+    for i in range(2):
+        a, b = pieces[i % len(pieces)], pieces[(i + 1) % len(pieces)]
+        frames = np.asarray(Composer(vae_job.path.parent).interpolate(
+            a, b, 5, seed=1 + i).outputs["frames"])[0]
+        for drawn, piece in ((frames[:SEGMENT], a), (frames[-SEGMENT:], b)):
+            target = contract.primer_steps(piece, meta)[-SEGMENT:]
+            f1s.append(2 * (drawn[-len(target):] * target).sum()
+                       / max(drawn[-len(target):].sum() + target.sum(), 1))
+    assert blend["end_f1"] == pytest.approx(np.mean(f1s))
 
 
 def test_request_helpers_refuse_what_the_vae_does_not_take(vae_job, primers, gans):

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import io
+import shutil
+import warnings
 import zlib
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from tests.conftest import two_voices, write_midi_file
 from trainer import data as data_lib
 from trainer import export
 from trainer.config import Config
+from trainer.export.versions import write_models_config
 from trainer.models import MODELS
 
 SEQ_LEN = 8  # the zoo's window: primers are 8 steps, so primer + 12 steps roll the bilstm window
@@ -100,16 +104,38 @@ class Trained:
         return frames[i][:length]
 
 
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on the file `path` (created if missing), across processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 class Zoo:
     """Six two-voice MIDI pieces, their datasets (every piece in the training split) and models
     trained on them for two epochs, exported as `export_dir/ID/1` and loaded back; each dataset
-    and model is built once, on first use, and kept for the session."""
+    and model is built once, on first use, and kept for the session.
 
-    def __init__(self, root: Path):
+    `shared` is a folder every pytest-xdist worker of the session sees: the first worker to ask
+    for a dataset or a model builds it there (under a lock), the others wait for it and reuse
+    it: the same files, the same trained weights (loaded into a model built as the trainer
+    built it) and a copy of the same SavedModel, so a model is trained and exported once per
+    session rather than once per worker."""
+
+    def __init__(self, root: Path, shared: Path | None = None):
         self.root = root
-        self.corpus = root / "corpus"
-        for k in range(6):
-            write_midi_file(self.corpus / f"piece{k}.mid", two_voices(100 + k))
+        self.shared = shared or root / "shared"
+        self.corpus = self.shared / "corpus"
+        with _locked(self.shared / "corpus.lock"):
+            if not (self.shared / "corpus.done").exists():
+                for k in range(6):
+                    write_midi_file(self.corpus / f"piece{k}.mid", two_voices(100 + k))
+                (self.shared / "corpus.done").touch()
         self.export_dir = root / "exports"
         self._datasets: dict = {}
         self._models: dict = {}
@@ -117,13 +143,17 @@ class Zoo:
     def dataset(self, rep: str, encoding: str = "active") -> tuple[Path, data_lib.DataSpec]:
         key = rep, encoding
         if key not in self._datasets:
-            folder = self.root / f"data-{rep}-{encoding}"
-            spec, summary = data_lib.prepare(
-                [str(self.corpus)], folder,
-                Settings(representation=rep, encoding=encoding, validation=0.0, test=0.0),
-                progress=False)
-            assert summary["pieces"]["train"] == 6
-            self._datasets[key] = folder, spec
+            folder = self.shared / f"data-{rep}-{encoding}"
+            with _locked(self.shared / f"data-{rep}-{encoding}.lock"):
+                if not (self.shared / f"data-{rep}-{encoding}.done").exists():
+                    _, summary = data_lib.prepare(
+                        [str(self.corpus)], folder,
+                        Settings(representation=rep, encoding=encoding, validation=0.0,
+                                 test=0.0),
+                        progress=False)
+                    assert summary["pieces"]["train"] == 6
+                    (self.shared / f"data-{rep}-{encoding}.done").touch()
+            self._datasets[key] = folder, data_lib.spec_of(folder)
         return self._datasets[key]
 
     def __call__(self, name: str, rep: str, encoding: str = "active") -> Trained:
@@ -133,13 +163,28 @@ class Zoo:
             family = MODELS[name]
             config = Config(model=name, representation=rep, encoding=encoding, seq_len=SEQ_LEN,
                             hparams=dict(ZOO_HPARAMS[name]))
+            build = self.shared / "models" / case_id(*key)
+            weights = build / "model.weights.h5"
             keras.utils.set_random_seed(zlib.crc32(case_id(*key).encode()) % 1000)
             x, y = family.arrays(folder, "train", spec, config)
             model = family.build(spec, config.hparams, SEQ_LEN)
-            model.fit(x, y, batch_size=16, epochs=2, verbose=0)
             vocab = Vocabulary.load(folder / "vocab.json") if rep == "notes" else None
-            path = export.export(model, name, spec, SEQ_LEN, self.export_dir,
-                                 name=case_id(*key), vocab=vocab)
+            with _locked(self.shared / "models" / f"{case_id(*key)}.lock"):
+                if not (build / "done").exists():
+                    build.mkdir(parents=True, exist_ok=True)
+                    model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+                    model.save_weights(weights)
+                    export.export(model, name, spec, SEQ_LEN, build / "exports",
+                                  name=case_id(*key), vocab=vocab)
+                    (build / "done").touch()
+                else:  # trained by another worker: its weights (not its optimizer's)
+                    with warnings.catch_warnings():
+                        warnings.filterwarnings("ignore", "Skipping variable loading for "
+                                                "optimizer", UserWarning)
+                        model.load_weights(weights)
+            path = self.export_dir / case_id(*key) / "1"
+            shutil.copytree(build / "exports" / case_id(*key) / "1", path)
+            write_models_config(self.export_dir)
             self._models[key] = Trained(name, rep, encoding, spec, vocab, model, x, path,
                                         tf.saved_model.load(str(path)))
         return self._models[key]

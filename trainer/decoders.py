@@ -48,6 +48,24 @@ def bernoulli(logits, temperature, threshold, u):
     return tf.cast(on, tf.float32)
 
 
+def counted(logits, temperature, threshold, scale, u, u_count):
+    """Frames with a calibrated number of keys on: n = floor(scale x the frame's expected count
+    sum(sigmoid(logit / temperature)) + u_count), the n keys drawn without replacement in
+    proportion to their odds exp(logit / temperature) (Gumbel top-n), so a frame sounds as many
+    keys as the data's frames do while independent draws of miscalibrated probabilities would
+    sound many more; rows whose threshold is > 0 keep the threshold rule.
+
+    Args: logits [B, keys]; temperature, threshold, u_count: [B]; scale: a scalar; u [B, keys].
+    """
+    z = logits / temperature[:, None]
+    count = tf.floor(scale * tf.reduce_sum(tf.sigmoid(z), -1) + u_count)
+    rank = tf.argsort(tf.argsort(z - tf.math.log(-tf.math.log(u)), direction="DESCENDING",
+                                 stable=True), stable=True)
+    on = tf.where(threshold[:, None] > 0, tf.sigmoid(z) > threshold[:, None],
+                  tf.cast(rank, tf.float32) < count[:, None])
+    return tf.cast(on, tf.float32)
+
+
 def _select(mask, new, old):
     """Per row: `new` where mask, else `old`, over matching structures of [B, ...] tensors."""
     def pick(n, o):

@@ -30,6 +30,18 @@ def bernoulli(logits, temperature: float, threshold: float, u) -> np.ndarray:
     return ((p > threshold) if threshold > 0 else (u < p)).astype(np.float32)
 
 
+def counted(logits, temperature: float, threshold: float, scale: float, u,
+            u_count: float) -> np.ndarray:
+    """`decoders.counted` for one row."""
+    z = np.asarray(logits, np.float32) / np.float32(temperature)
+    p = (1 / (1 + np.exp(-z))).astype(np.float32)
+    if threshold > 0:
+        return (p > threshold).astype(np.float32)
+    count = np.floor(np.float32(scale) * p.sum(dtype=np.float32) + np.float32(u_count))
+    rank = np.argsort(np.argsort(-(z - np.log(-np.log(u))), kind="stable"), kind="stable")
+    return (rank < count).astype(np.float32)
+
+
 def sample(model, spec: DataSpec, primer: np.ndarray, steps: int, temperature: float = 1.0,
            seed: int = 0, window: int | None = None, top_k: int = 0,
            threshold: float = 0.0) -> np.ndarray:

@@ -1,10 +1,19 @@
 """`seq2seq`: encoder-decoder over piano-roll windows, predicting the next window.
 
-The encoder (2 x 512 LSTM or GRU) reads a window; the decoder, started from its state and a
+The encoder (2 x 256 LSTM or GRU) reads a window; the decoder, started from its state and a
 start-of-sequence frame, writes the next window frame by frame; a classifier (Dense 256, dropout
 0.5, Dense keys) gives each key's logit. Teacher forcing is scheduled: with probability
 1 - ratio a decoder input is the model's own thresholded prediction (two-pass scheduled
 sampling), and the ratio decays over epochs (`TeacherForcingSchedule`).
+
+Independent draws of each key sound far more keys than a chorale frame has (with the seed's
+focal loss, whose probabilities are not calibrated, 12 a frame where chorales have 4).
+`draw=count` (the default) draws each frame's keys together instead: as many as the frame's
+expected count times `count_scale`, the validation frames' mean keys over their mean expected
+count, which `CountCalibration` sets after every epoch, the keys drawn in proportion to their
+odds (`decoders.counted`); `draw=independent` draws each key on its own. The default loss is
+the plain binary cross-entropy, whose probabilities are calibrated: with the focal loss the
+odds of the keys that should stay off were high enough to scatter notes over the whole range.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from preprocessing import dataset, pianoroll
 from trainer import data as data_lib
@@ -20,10 +30,11 @@ from trainer.data import DataSpec
 from trainer.export.base import Exported, keep_rows, signature
 
 REPRESENTATIONS = ("pianoroll",)
-CHOICES = {"cell": ("lstm", "gru"), "loss": ("bce", "focal")}
-DEFAULTS = dict(cell="lstm", layers=2, units=512, dense=256, dropout=0.5, learning_rate=1e-3,
-                loss="focal", alpha=0.75, gamma=2.0, threshold=0.5, teacher_forcing=1.0,
-                teacher_forcing_decay=0.9, teacher_forcing_floor=0.25)
+CHOICES = {"cell": ("lstm", "gru"), "loss": ("bce", "focal"), "draw": ("count", "independent")}
+DEFAULTS = dict(cell="lstm", layers=2, units=256, dense=256, dropout=0.5, learning_rate=1e-3,
+                loss="bce", alpha=0.75, gamma=2.0, threshold=0.5, teacher_forcing=1.0,
+                teacher_forcing_decay=0.9, teacher_forcing_floor=0.25, draw="count")
+EPOCHS = 12
 
 
 def make_arrays(folder, split: str, spec: DataSpec, config):
@@ -46,13 +57,15 @@ def decoder_inputs(target: np.ndarray) -> np.ndarray:
 class Seq2Seq(keras.Model):
     """Encoder-decoder with scheduled teacher forcing in its `train_step`."""
 
-    def __init__(self, keys: int, cell: str = "lstm", layers: int = 2, units: int = 512,
-                 dense: int = 256, dropout: float = 0.5, threshold: float = 0.5, **kwargs):
+    def __init__(self, keys: int, cell: str = "lstm", layers: int = 2, units: int = 256,
+                 dense: int = 256, dropout: float = 0.5, threshold: float = 0.5,
+                 draw: str = "count", **kwargs):
         super().__init__(**kwargs)
         if cell not in ("lstm", "gru"):
             raise ValueError(f"seq2seq: cell must be lstm or gru, not {cell!r}")
         self.keys, self.cell, self.num_layers, self.units = keys, cell, layers, units
         self.dense_units, self.dropout_rate, self.threshold = dense, dropout, threshold
+        self.draw = draw
         rnn = keras.layers.LSTM if cell == "lstm" else keras.layers.GRU
         self.encoder = [rnn(units, return_sequences=True, return_state=True, name=f"encoder_{i}")
                         for i in range(layers)]
@@ -63,6 +76,8 @@ class Seq2Seq(keras.Model):
         self.logits = keras.layers.Dense(keys, name="frame")
         self.teacher_forcing = self.add_weight(shape=(), initializer="ones", trainable=False,
                                                name="teacher_forcing")
+        self.count_scale = self.add_weight(shape=(), initializer="ones", trainable=False,
+                                           name="count_scale")
 
     def encode(self, frames, training=False):
         """Encoder states, one list per layer."""
@@ -106,7 +121,33 @@ class Seq2Seq(keras.Model):
     def get_config(self):
         return {**super().get_config(), "keys": self.keys, "cell": self.cell,
                 "layers": self.num_layers, "units": self.units, "dense": self.dense_units,
-                "dropout": self.dropout_rate, "threshold": self.threshold}
+                "dropout": self.dropout_rate, "threshold": self.threshold, "draw": self.draw}
+
+    def draw_frame(self, logits, temperature, threshold, u, u_count):
+        """Frames [B, keys] from key logits [B, keys], by the model's `draw` rule."""
+        if self.draw == "count":
+            return decoders.counted(logits, temperature, threshold, self.count_scale, u, u_count)
+        return decoders.bernoulli(logits, temperature, threshold, u)
+
+    def draw_frame_np(self, logits, temperature, seeds, step):
+        """`draw_frame` for one row in NumPy, with the same `rng` streams."""
+        u = rng.uniform_np(seeds, step, 0, self.keys)[0]
+        if self.draw == "count":
+            return sampling.counted(logits, temperature, 0.0, float(self.count_scale.numpy()), u,
+                                    rng.uniform_np(seeds, step, 1, 1)[0, 0])
+        return sampling.bernoulli(logits, temperature, 0.0, u)
+
+
+@keras.saving.register_keras_serializable("composer")
+def keys_per_frame(y_true, y_pred):
+    """The data's sounding keys per frame."""
+    return ops.sum(y_true, axis=-1)
+
+
+@keras.saving.register_keras_serializable("composer")
+def expected_keys(y_true, y_pred):
+    """The model's expected sounding keys per frame: the sum of its keys' probabilities."""
+    return ops.sum(ops.sigmoid(y_pred), axis=-1)
 
 
 def decoder_inputs_tf(target):
@@ -116,6 +157,19 @@ def decoder_inputs_tf(target):
                        tf.ones([batch, 1, 1], target.dtype)], axis=-1)
     shifted = tf.concat([target[:, :-1], tf.zeros_like(target[:, :-1, :1])], axis=-1)
     return tf.concat([start, shifted], axis=1)
+
+
+class CountCalibration(keras.callbacks.Callback):
+    """count_scale = the data's keys per frame over the model's expected keys per frame, from
+    the validation metrics of each epoch (the training ones when nothing is held out)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        prefix = "val_" if "val_expected_keys" in logs else ""
+        expected = logs.get(prefix + "expected_keys", 0.0)
+        if expected > 0:
+            self.model.count_scale.assign(logs[prefix + "keys_per_frame"] / expected)
+            logs["count_scale"] = float(self.model.count_scale.numpy())
 
 
 class TeacherForcingSchedule(keras.callbacks.Callback):
@@ -136,25 +190,24 @@ def primer(x) -> np.ndarray:
 
 def sample(model, spec: DataSpec, primer: np.ndarray, steps: int, temperature: float = 1.0,
            seed: int = 0, seq_len: int = 64) -> np.ndarray:
-    """Encodes the primer once, then decodes `steps` frames, each key drawn from its Bernoulli."""
+    """Encodes the primer once, then decodes `steps` frames, each drawn by the model's rule."""
     seeds = np.asarray([seed], np.int64)
     states = model.encode(np.asarray(primer, np.float32)[None])
     frame = decoder_inputs(np.zeros((1, 1, spec.keys), np.float32))
     out = []
     for i in range(steps):
         logits, states = model.decode(frame, states)
-        out.append(sampling.bernoulli(np.asarray(logits)[0, -1], temperature, 0.0,
-                                      rng.uniform_np(seeds, i, 0, spec.keys)[0]))
+        out.append(model.draw_frame_np(np.asarray(logits)[0, -1], temperature, seeds, i))
         frame = np.append(out[-1], 0.0).astype(np.float32)[None, None]
     return np.stack(out)
 
 
 def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     model = Seq2Seq(spec.keys, hp["cell"], hp["layers"], hp["units"], hp["dense"],
-                    hp["dropout"], hp["threshold"], name="seq2seq")
+                    hp["dropout"], hp["threshold"], hp["draw"], name="seq2seq")
     model.compile(keras.optimizers.Adam(hp["learning_rate"]),
                   loss=losses.roll_loss(hp["loss"], hp["alpha"], hp["gamma"]),
-                  metrics=metrics.roll_metrics())
+                  metrics=metrics.roll_metrics() + [keys_per_frame, expected_keys])
     model({"encoder": np.zeros((1, seq_len or 4, spec.keys), np.float32),
            "decoder": np.zeros((1, seq_len or 4, spec.keys + 1), np.float32)})
     return model
@@ -162,12 +215,12 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
 
 def callbacks(hp: dict) -> list:
     return [TeacherForcingSchedule(hp["teacher_forcing"], hp["teacher_forcing_decay"],
-                                   hp["teacher_forcing_floor"])]
+                                   hp["teacher_forcing_floor"]), CountCalibration()]
 
 
 def generate(model, spec: DataSpec, primer, num_steps, temperature, threshold, seed):
     """In the graph: the encoder reads the primer once; the decoder writes max(num_steps)
-    frames, each key drawn with `rng` as `sample` draws it."""
+    frames, each drawn with `rng` as `sample` draws it."""
     batch, length = tf.shape(primer)[0], tf.shape(primer)[1]
 
     def zeros(layer):
@@ -189,8 +242,9 @@ def generate(model, spec: DataSpec, primer, num_steps, temperature, threshold, s
 
     def body(i, frame, states, out):
         h, states = run(model.decoder, frame, states)
-        x = decoders.bernoulli(model.logits(model.hidden(h)), temperature, threshold,
-                               rng.uniform_tf(seed, i, 0, spec.keys))
+        x = model.draw_frame(model.logits(model.hidden(h)), temperature, threshold,
+                             rng.uniform_tf(seed, i, 0, spec.keys),
+                             rng.uniform_tf(seed, i, 1, 1)[:, 0])
         return i + 1, tf.concat([x, tf.zeros([batch, 1])], 1), states, out.write(i, x)
 
     *_, out = tf.while_loop(lambda i, *_: i < steps, body,

@@ -1,0 +1,76 @@
+"""seq2seq's calibrated frame draw (`decoders.counted`): its NumPy twin, the count it sounds, and
+the calibration that `CountCalibration` learns from validation data during a real `fit`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer import decoders, rng, sampling
+from trainer.data import DataSpec
+from trainer.models import MODELS, seq2seq
+
+KEYS = 88
+
+
+def draws(logits, temperature, threshold, scale, seed, step=0):
+    """The TF draw of every row and the NumPy draw of each row alone."""
+    seeds = np.arange(seed, seed + len(logits), dtype=np.int64)
+    u = rng.uniform_np(seeds, step, 0, KEYS)
+    u_count = rng.uniform_np(seeds, step, 1, 1)[:, 0]
+    graph = decoders.counted(tf.constant(logits), tf.constant(temperature),
+                             tf.constant(threshold), tf.constant(scale, tf.float32),
+                             tf.constant(u), tf.constant(u_count)).numpy()
+    numpy = np.stack([sampling.counted(logits[r], temperature[r], threshold[r], scale, u[r],
+                                       u_count[r]) for r in range(len(logits))])
+    return graph, numpy
+
+
+@pytest.mark.parametrize("scale", [0.15, 1.0, 3.0])
+def test_the_graph_draw_is_the_numpy_draw_and_sounds_the_calibrated_count(scale):
+    logits = np.random.default_rng(0).normal(-2.0, 2.5, (64, KEYS)).astype(np.float32)
+    temperature = np.tile(np.float32([0.7, 1.0, 1.6, 1.0]), 16)
+    threshold = np.zeros(64, np.float32)
+    graph, numpy = draws(logits, temperature, threshold, scale, seed=5)
+    np.testing.assert_array_equal(graph, numpy)
+    expected = scale * (1 / (1 + np.exp(-logits / temperature[:, None]))).sum(-1)
+    on = graph.sum(-1)
+    low, high = np.minimum(np.floor(expected), KEYS), np.minimum(np.ceil(expected), KEYS)
+    assert np.all((on >= low) & (on <= high))  # at most every key
+    assert abs(on.mean() - np.minimum(expected, KEYS).mean()) < 0.05 * expected.mean() + 0.2
+
+
+def test_the_likeliest_keys_are_drawn_most_often():
+    logits = np.full((400, KEYS), -6.0, np.float32)
+    logits[:, [40, 44, 47, 52]] = [3.0, 2.0, 1.0, 0.0]  # four voices, the first surest
+    graph, _ = draws(logits, np.ones(400, np.float32), np.zeros(400, np.float32), 0.5, seed=1)
+    share = graph[:, [40, 44, 47, 52]].mean(0)
+    assert graph.sum(-1).max() <= 2 and np.all(np.diff(share) < 0), share
+    assert graph[:, :40].sum() + graph[:, 53:].sum() < 0.02 * graph.sum()
+
+
+def test_rows_with_a_threshold_keep_the_threshold_rule():
+    logits = np.random.default_rng(1).normal(0.0, 2.0, (4, KEYS)).astype(np.float32)
+    threshold = np.float32([0.5, 0.8, 0.0, 0.3])
+    graph, numpy = draws(logits, np.ones(4, np.float32), threshold, 0.2, seed=9)
+    np.testing.assert_array_equal(graph, numpy)
+    for r in (0, 1, 3):
+        np.testing.assert_array_equal(graph[r], (1 / (1 + np.exp(-logits[r])) > threshold[r]))
+
+
+def test_fit_calibrates_the_count_on_the_validation_frames():
+    """After each epoch, count_scale = the validation frames' keys / the model's expected keys,
+    as the history logs them; independent draws keep count_scale out of the way."""
+    spec = DataSpec("pianoroll", keys=KEYS)
+    hp = {**MODELS["seq2seq"].defaults, "units": 8, "layers": 1, "dense": 8}
+    model = MODELS["seq2seq"].build(spec, hp, 6)
+    rng_ = np.random.default_rng(2)
+    frames = (rng_.random((24, 12, KEYS)) < 0.05).astype(np.float32)
+    x = {"encoder": frames[:, :6], "decoder": seq2seq.decoder_inputs(frames[:, 6:])}
+    history = model.fit(x, frames[:, 6:], validation_data=(x, frames[:, 6:]), batch_size=8,
+                        epochs=2, verbose=0, callbacks=MODELS["seq2seq"].callbacks(hp)).history
+    keys, expected = history["val_keys_per_frame"][-1], history["val_expected_keys"][-1]
+    assert keys == pytest.approx(frames[:, 6:].sum(-1).mean(), rel=1e-5)
+    assert float(model.count_scale.numpy()) == pytest.approx(keys / expected, rel=1e-5)
+    assert history["count_scale"][-1] == pytest.approx(keys / expected, rel=1e-5)

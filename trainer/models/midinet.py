@@ -84,7 +84,13 @@ class MidiNetGAN(keras.Model):
         self.d_dense = [sn(layers.Dense(1024)), sn(layers.Dense(1))]
 
     def generate(self, z, chord, previous, training=False):
-        """Bars (probabilities, [B, 16, 128, 1]) from noise, chords and previous bars."""
+        """Bars (each step's distribution over the 128 pitches, [B, 16, 128, 1]) from noise,
+        chords and previous bars.
+
+        A softmax over pitches, not the paper's independent sigmoids: a real bar has one pitch
+        a step, so the discriminator sees distributions shaped like it; with sigmoids no step
+        reached 0.5 after 30 epochs (silence) and the likeliest pitch was the same everywhere.
+        """
         c = _chord_features(chord, self.embedding)
         maps, h = [], previous
         for conv in self.cond:
@@ -95,7 +101,7 @@ class MidiNetGAN(keras.Model):
         for up, cond in zip(self.g_up, maps[:0:-1]):  # heights 2, 4, 8 → 4, 8, 16
             h = up(tf.concat([h, cond, _tile(c, h.shape[1])], -1))
         h = tf.concat([h, maps[0], _tile(c, STEPS)], -1)
-        return tf.sigmoid(self.g_out(h))
+        return tf.nn.softmax(self.g_out(h), axis=2)
 
     def discriminate(self, bar, chord, previous, training=False):
         """(logit [B, 1], features [B, F]) for bars with their conditions."""
@@ -184,10 +190,10 @@ def sample(model, spec: DataSpec, primer: dict, steps: int, temperature: float =
 
 
 def melody(probs: np.ndarray) -> np.ndarray:
-    """[16, 128] probabilities → one-hot melody: the likeliest pitch where it passes 0.5."""
+    """[16, 128] distributions → one-hot melody: each step's likeliest pitch (as MidiNet's
+    melodies, no rests)."""
     bar = np.zeros_like(probs)
-    on = probs.max(axis=1) > 0.5
-    bar[np.flatnonzero(on), probs.argmax(axis=1)[on]] = 1
+    bar[np.arange(len(probs)), probs.argmax(axis=1)] = 1
     return bar
 
 
@@ -210,17 +216,15 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
 
 def generate(model, chords, num_bars, seed):
     """In the graph: max(num_bars) bars [B, n, 16, 128], bar b over chord b (cycling the
-    chords), each conditioned on the bar before it; a step sounds its likeliest pitch when
-    p > 0.5 (`melody`)."""
+    chords), each conditioned on the bar before it; each step sounds its likeliest pitch
+    (`melody`)."""
     batch, count = tf.shape(chords)[0], tf.shape(chords)[1]
     steps = tf.reduce_max(num_bars)
 
     def body(b, previous, out):
         z = rng.normal_tf(seed, b, 0, model.noise)
         probs = model.generate(z, chords[:, b % count], previous)[..., 0]
-        on = tf.reduce_max(probs, axis=-1) > 0.5
-        bar = tf.one_hot(tf.argmax(probs, axis=-1), probs.shape[-1]) * tf.cast(on, tf.float32)[
-            ..., None]
+        bar = tf.one_hot(tf.argmax(probs, axis=-1), probs.shape[-1])
         return b + 1, bar[..., None], out.write(b, bar)
 
     previous = tf.zeros([batch, STEPS, PITCHES, 1])

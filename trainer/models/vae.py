@@ -6,8 +6,8 @@ each frame's key logits. With `decoder=autoregressive` (the default) the decoder
 frame before (teacher-forced in training, its own draw when composing), as MusicVAE's does: a
 decoder that reads only the latent (`decoder=flat`) has to carry every note of the segment in
 it, and on the chorales its reconstruction stayed near the keys' marginals (11 nats a frame
-after 5 epochs). The KL weight `beta` (0.2, as MusicVAE's) and 0.5 free nats per latent
-dimension keep the latent in use beside the autoregressive decoder.
+after 5 epochs). The KL weight `beta` (0.2, as MusicVAE's) and a free nat per latent dimension
+keep the latent in use beside the autoregressive decoder.
 
 The loss is the reconstruction's Bernoulli NLL plus `beta` times the KL divergence, with `beta`
 annealed from 0 to its final value over `anneal_epochs` (one seed
@@ -30,9 +30,9 @@ from trainer.export.base import Exported, keep_rows, per_row, signature
 
 REPRESENTATIONS = ("pianoroll",)
 CHOICES = {"decoder": ("autoregressive", "flat")}
-DEFAULTS = dict(latent=64, units=256, beta=0.2, anneal_epochs=4, free_bits=0.5, walk=0.5,
+DEFAULTS = dict(latent=64, units=256, beta=0.2, anneal_epochs=4, free_bits=1.0, walk=0.5,
                 learning_rate=1e-3, decoder="autoregressive")
-EPOCHS = 8  # with --seq-len 32 --batch-size 16 (bench/quality.py's row; QUALITY.md)
+EPOCHS = 12  # with --seq-len 32 --batch-size 16 (bench/quality.py's row; QUALITY.md)
 MONITOR = "elbo"
 
 

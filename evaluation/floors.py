@@ -40,6 +40,11 @@ FLOORS = (
     Floor("note density / held-out", lambda r: r["degeneracy"]["note_density_ratio"], 0.5, 2.0),
     Floor("polyphony overlap", lambda r: r["features"]["polyphony"]["overlap"], low=0.6),
     Floor("overall overlap", lambda r: r["features"]["overlap_mean"], low=0.7),
+    # the mean of 11 features hid a sample that holds one chord for 26 quarter notes (note
+    # length 0.11); the families whose samples look right have every feature at 0.58 or more
+    Floor("lowest feature overlap", lambda r: min(
+        v["overlap"] for v in r["features"].values() if isinstance(v, dict) and "overlap" in v),
+        low=0.3),
     Floor("longest copied run (onsets)", lambda r: r["copying"]["longest_copied_run"], high=16),
     # autoencoders (a model with `interpolate`): held-out segments come back, and blends start
     # and end at their primers

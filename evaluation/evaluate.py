@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluation import metrics as mm
-from preprocessing import notes, pianoroll
+from preprocessing import bars, notes, pianoroll
 from preprocessing.dataset import Settings, cache_root, read_cached, split_of
 from preprocessing.piece import InputError, Piece
 from preprocessing.readers import ReadOptions, expand_inputs
@@ -174,10 +174,14 @@ def as_heard(piece: Piece, meta: dict) -> Piece:
     """A piece as the model's representation holds it (its grid, its keys, its longest note):
     what a perfect model could write. Features compare samples with these, so that a model on
     a coarse grid (one step per quarter note merges passing notes into chords) is not marked
-    down for its grid. `bars` pieces stay as they are."""
+    down for its grid. A melody model (`bars`) hears the piece's top voice on its sixteenth
+    grid, so that its melodies are compared with melodies, not with four-voice pieces."""
     rep, spq = meta["representation"], meta["steps_per_quarter"]
-    if rep not in ("notes", "pianoroll") or not len(piece):
+    if rep not in ("notes", "pianoroll", "bars") or not len(piece):
         return piece
+    if rep == "bars":
+        heard = bars.bars_to_piece(bars.piece_to_bars(piece)["melody"], qpm=piece.qpm)
+        return dataclasses.replace(heard, name=piece.name)
     steps = contract.primer_steps(piece, meta, length=10**9)
     if rep == "notes":
         heard = notes.events_to_piece([notes.parse_event_string(s) for s in steps], spq,

@@ -92,3 +92,12 @@ def test_features_compare_with_the_held_out_pieces_as_the_model_hears_them(rep):
     passing = make_piece([(48, 0, 2), (64, 0, 1), (65, 1, 0.5), (67, 1.5, 0.5)])
     heard = evaluate.as_heard(passing, {**meta, "steps_per_quarter": 1})
     assert notes_of(heard) == [(48, 0, 2), (64, 0, 1), (65, 1, 1), (67, 2, 1)]
+
+
+def test_a_melody_model_hears_the_top_voice():
+    """`bars` models write melodies: the held-out pieces they are compared with are their top
+    voices on the bars' sixteenth grid, not the four-voice pieces."""
+    chorale = make_piece([(48, 0, 4), (55, 0, 2), (64, 0, 1), (67, 1, 1), (72, 2, 2),
+                          (57, 2, 2), (50, 4, 4), (71, 4, 2), (72, 6, 2)])
+    heard = evaluate.as_heard(chorale, {"representation": "bars", "steps_per_quarter": 4})
+    assert notes_of(heard) == [(64, 0, 1), (67, 1, 1), (72, 2, 2), (71, 4, 2), (72, 6, 2)]

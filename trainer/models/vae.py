@@ -275,7 +275,8 @@ class Export(Exported):
     - `interpolate`: a [B, L, keys], b [B, L', keys], num_points, temperature, threshold, seed
       → frames [B, n * segment, keys], decoded from latents blended from a's code to b's.
     - `serving_default`: context → the posterior mean of its last segment and its
-      reconstruction.
+      reconstruction (with the autoregressive decoder, each frame given the segment's frame
+      before it).
     - `log_likelihood`: frames → nll per frame (reconstruction at the posterior mean plus the
       segment's KL spread over its frames: an ELBO-style plug-in score, not a bound), probs.
     """

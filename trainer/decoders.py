@@ -58,10 +58,11 @@ def counted(logits, temperature, threshold, scale, u, u_count):
     Args: logits [B, keys]; temperature, threshold, u_count: [B]; scale: a scalar; u [B, keys].
     """
     z = logits / temperature[:, None]
-    count = tf.floor(scale * tf.reduce_sum(tf.sigmoid(z), -1) + u_count)
+    p = tf.sigmoid(z)
+    count = tf.floor(scale * tf.reduce_sum(p, -1) + u_count)
     rank = tf.argsort(tf.argsort(z - tf.math.log(-tf.math.log(u)), direction="DESCENDING",
                                  stable=True), stable=True)
-    on = tf.where(threshold[:, None] > 0, tf.sigmoid(z) > threshold[:, None],
+    on = tf.where(threshold[:, None] > 0, p > threshold[:, None],
                   tf.cast(rank, tf.float32) < count[:, None])
     return tf.cast(on, tf.float32)
 

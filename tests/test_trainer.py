@@ -22,13 +22,14 @@ import keras
 import numpy as np
 import pytest
 
+from evaluation import metrics as mm
 from preprocessing import dataset, pianoroll
 from preprocessing.dataset import Settings, split_of
 from preprocessing.notes import Vocabulary, token_pitches
 from preprocessing.readers import SUFFIXES, content_digest, read_file
 from tests.conftest import BAD_INPUTS, two_voices, write_midi_file
 from tests.zoo import TINY, hparams_flag, run_main
-from trainer import callbacks, losses, metrics, sampling, task
+from trainer import callbacks, losses, metrics, sampling, task, training
 from trainer import data as data_lib
 from trainer.config import Config, parse_hparams
 from trainer.models import MODELS, models_markdown, seq2seq
@@ -287,6 +288,32 @@ def test_sampling_a_roll_model_gives_binary_frames_and_a_piece(datasets):
     np.testing.assert_array_equal(steps, sampling.sample(model, spec, x[0], 6, seed=0))
     piece = sampling.to_piece(spec, steps)
     assert len(piece) == int(steps.sum()) - int((steps[1:] * steps[:-1]).sum())  # runs of on
+
+
+@pytest.mark.parametrize("name", [n for n, f in MODELS.items() if f.generates])
+def test_training_samples_show_their_primer_and_are_measured_against_the_split(zoo, name):
+    """What the sample callback draws and measures, for every family: the primer, then the
+    continuation starting where it ends (GANs compose without one), and the held-out pieces as
+    the family writes music, whose notes per beat the sample's density is divided by."""
+    family = MODELS[name]
+    trained = zoo(name, family.representations[0])
+    spec, vocab = trained.spec, trained.vocab
+    primer = family.primer(trained.x)
+    steps = family.sample(trained.model, spec, primer, 16, seed=1, seq_len=SEQ_LEN)
+    alone = family.to_piece(spec, steps, vocab)
+    whole, end = family.with_primer(spec, primer, steps, vocab)
+    assert (end == 0) == family.is_gan
+    inside = alone.start > 0
+    # every note the continuation begins inside it is where it was, `end` later
+    assert set(zip(alone.pitch[inside].tolist(), np.round(alone.start[inside] + end, 6))) <= \
+        set(zip(whole.pitch.tolist(), np.round(whole.start, 6)))
+    if end:
+        assert (whole.start < end).any()  # the primer sounds before it
+    folder, _ = zoo.dataset(trained.rep)
+    pieces = family.split_pieces(folder, "train", spec, vocab)
+    assert len(pieces) == 6 and all(len(p) for p in pieces)
+    density = training.reference_density(family, spec, folder, vocab)
+    assert density == pytest.approx(np.mean([mm.note_density(p) for p in pieces])) and density > 0
 
 
 def test_teacher_forcing_schedule_sets_the_ratio_and_history_reports_it(datasets):
@@ -556,7 +583,8 @@ def test_cli_writes_tensorboard_logs(e2e):
     tags = set(root.Tags()["tensors"])
     assert "_hparams_/session_start_info" in tags
     assert {"sample/notes", "sample/distinct_pitches", "sample/midi", "sample/piano_roll",
-            "sample/silent_step_share", "sample/polyphony", "sample/notes_per_beat"} <= tags
+            "sample/silent_step_share", "sample/polyphony", "sample/notes_per_beat",
+            "sample/density_ratio"} <= tags
     assert [e.step for e in root.Tensors("sample/notes")] == [2]  # after the last epoch
     image = root.Tensors("sample/piano_roll")[0].tensor_proto.string_val[2]  # [w, h, PNG]
     assert image.startswith(b"\x89PNG")

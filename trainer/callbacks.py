@@ -41,18 +41,22 @@ class HParamsLogger(keras.callbacks.Callback):
 
 
 class SampleCallback(keras.callbacks.Callback):
-    """Every `every` epochs and after the last one: generates a short piece, writes its MIDI and
-    piano-roll PNG to `out_dir` and logs to TensorBoard the PNG (low notes at the bottom, time
-    and pitch scales), the first `AUDIO_SECONDS` of its audio (when FluidSynth is installed),
-    and the figures of the quality floors (`evaluation.floors`): silent-step share, polyphony,
-    notes per beat, so that a model falling silent shows during training."""
+    """Every `every` epochs and after the last one: continues the primer, writes the primer and
+    its continuation as MIDI and a piano-roll PNG to `out_dir` and logs to TensorBoard the PNG
+    (low notes at the bottom, time and pitch scales, the primer shaded), the first
+    `AUDIO_SECONDS` of its audio (when FluidSynth is installed), and the continuation's figures
+    of the quality floors (`evaluation.floors`): silent-step share, polyphony, notes per beat
+    and their ratio to `density` (the held-out pieces' notes per beat), so that a model
+    falling silent or scattering notes shows during training."""
 
     AUDIO_SECONDS = 10.0
 
     def __init__(self, family, spec, primer, out_dir: Path, log_dir: Path, *, vocab=None,
-                 every: int = 1, steps: int = 64, seq_len: int = 64, seed: int = 0):
+                 every: int = 1, steps: int = 64, seq_len: int = 64, seed: int = 0,
+                 density: float | None = None):
         super().__init__()
         self.family, self.spec, self.primer, self.vocab = family, spec, primer, vocab
+        self.density = density
         self.out_dir, self.log_dir = Path(out_dir), str(log_dir)
         self.every, self.steps, self.seq_len, self.seed = every, steps, seq_len, seed
 
@@ -67,10 +71,12 @@ class SampleCallback(keras.callbacks.Callback):
 
         steps = self.family.sample(self.model, self.spec, self.primer, self.steps,
                                    seed=self.seed + epoch, seq_len=self.seq_len)
-        piece = self.family.to_piece(self.spec, steps, self.vocab)
-        midi = write_midi(piece, self.out_dir / f"epoch_{epoch + 1:03d}.mid")
+        piece = self.family.to_piece(self.spec, steps, self.vocab)  # what the figures measure
+        whole, primer_end = self.family.with_primer(self.spec, self.primer, steps, self.vocab)
+        midi = write_midi(whole, self.out_dir / f"epoch_{epoch + 1:03d}.mid")
         spq = self.spec.steps_per_quarter
-        png = save_roll_png(piece, midi.with_suffix(".png"), spq, title=f"epoch {epoch + 1}")
+        png = save_roll_png(whole, midi.with_suffix(".png"), spq, primer_end,
+                            title=f"epoch {epoch + 1}")
         with tf.summary.create_file_writer(self.log_dir).as_default(step=epoch + 1):
             tf.summary.image("sample/piano_roll", tf.image.decode_png(
                 tf.io.read_file(str(png)), channels=3)[None])
@@ -80,6 +86,8 @@ class SampleCallback(keras.callbacks.Callback):
             tf.summary.scalar("sample/silent_step_share", mm.silent_step_share(piece, spq))
             tf.summary.scalar("sample/polyphony", mm.polyphony(piece, spq))
             tf.summary.scalar("sample/notes_per_beat", mm.note_density(piece))
+            if self.density:
+                tf.summary.scalar("sample/density_ratio", mm.note_density(piece) / self.density)
             try:
                 wav = audio.render_wav(midi, midi.with_suffix(".wav"), sample_rate=16000)
                 tf.summary.audio("sample/audio", _wav_tensor(wav, 16000 * self.AUDIO_SECONDS),

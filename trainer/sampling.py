@@ -91,3 +91,18 @@ def to_piece(spec: DataSpec, steps: np.ndarray, vocab: notes.Vocabulary | None =
         return notes.events_to_piece(vocab.decode(steps), spec.steps_per_quarter)
     return pianoroll.roll_to_piece(pianoroll.from_frames(steps, spec.encoding),
                                    spec.steps_per_quarter)
+
+
+def with_primer(spec: DataSpec, primer, steps: np.ndarray,
+                vocab: notes.Vocabulary | None = None) -> tuple[Piece, float]:
+    """The primer (steps, or a conditional model's dict of steps and condition) followed by
+    `steps`, as one piece, and where the primer ends in quarter notes."""
+    if isinstance(primer, dict):
+        primer = next(v for k, v in primer.items() if k != "condition")
+    primer = np.asarray(primer)
+    if spec.representation == "notes":
+        end = int(primer[:, list(spec.classes).index("shift")].sum())
+    else:
+        end = len(primer)
+    return (to_piece(spec, np.concatenate([primer, np.asarray(steps, primer.dtype)]), vocab),
+            end / spec.steps_per_quarter)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from preprocessing import dataset
 from preprocessing.piece import InputError
@@ -42,6 +43,17 @@ def arrays(config: Config, spec: data_lib.DataSpec, folder: Path):
         return train, family.arrays(folder, "validation", spec, config)
     except InputError:  # held-out pieces too short for a window
         return train, None
+
+
+def reference_density(family, spec: data_lib.DataSpec, folder: Path, vocab=None) -> float | None:
+    """Notes per beat of the held-out (else the training) pieces as the family writes music:
+    what the floors hold a sample's density against."""
+    from evaluation import metrics as mm
+
+    splits = dataset.load_meta(folder)["splits"]
+    split = "validation" if splits["validation"] else "train"
+    pieces = [p for p in family.split_pieces(folder, split, spec, vocab) if len(p)]
+    return float(np.mean([mm.note_density(p) for p in pieces])) if pieces else None
 
 
 def fit(config: Config, spec: data_lib.DataSpec, job: Path, train, val=None,
@@ -84,7 +96,7 @@ def fit(config: Config, spec: data_lib.DataSpec, job: Path, train, val=None,
         cbs.append(composer_callbacks.SampleCallback(
             family, spec, family.primer((val or (x, y))[0]), job / "samples", logs, vocab=vocab,
             every=config.sample_every, steps=config.sample_steps, seq_len=config.seq_len,
-            seed=config.seed))
+            seed=config.seed, density=reference_density(family, spec, job / "data", vocab)))
     (job / "checkpoints").mkdir(parents=True, exist_ok=True)
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=cbs,
                         shuffle=False,  # the dataset shuffles itself

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import types
 
+from preprocessing import dataset
 from preprocessing.notes import Vocabulary
 from trainer import conditions, sampling
 from trainer import data as data_lib
@@ -28,7 +29,8 @@ class Family:
 
     Next-step prediction is the default; a module overrides a part by defining it:
     `make_arrays(folder, split, spec, config) -> (x, y)`, `primer(x)`, `sample(model, spec,
-    primer, steps, temperature, seed, seq_len)`, `to_piece(spec, steps, vocab)`,
+    primer, steps, temperature, seed, seq_len)`, `to_piece(spec, steps, vocab)` (also given
+    an item of an encoded split), `with_primer(spec, primer, steps, vocab)`,
     `callbacks(hp) -> list`, `LAST_ONLY = True` (sees whole windows, trains on the last target),
     `IS_GAN = True` (no loss to monitor), `MONITOR` (the logged value early stopping and
     checkpoints watch, default "loss"), `GENERATES = False` (a model that refines music rather
@@ -108,6 +110,18 @@ class Family:
 
     def to_piece(self, spec, steps, vocab=None):
         return getattr(self.module, "to_piece", sampling.to_piece)(spec, steps, vocab)
+
+    def with_primer(self, spec, primer, steps, vocab=None):
+        """`sample`'s primer and new steps as one piece, and where the primer ends in quarter
+        notes (0.0 where the primer is not music: a GAN's noise, midinet's chords)."""
+        return getattr(self.module, "with_primer", sampling.with_primer)(spec, primer, steps,
+                                                                          vocab)
+
+    def split_pieces(self, folder, split: str, spec, vocab=None, most: int = 64) -> list:
+        """Up to `most` pieces of an encoded split as the family writes music: what its samples
+        are measured against."""
+        return [self.to_piece(spec, item, vocab)
+                for item in dataset.load_split(folder, split)[:most]]
 
     def callbacks(self, hp: dict) -> list:
         return self.module.callbacks(hp) if hasattr(self.module, "callbacks") else []

@@ -197,8 +197,14 @@ def melody(probs: np.ndarray) -> np.ndarray:
     return bar
 
 
-def to_piece(spec: DataSpec, steps: np.ndarray, vocab=None):
-    return bars_to_piece(steps)
+def to_piece(spec: DataSpec, steps, vocab=None):
+    """Melody bars, or an encoded split's item (its melody), as a piece."""
+    return bars_to_piece(steps["melody"] if isinstance(steps, dict) else steps)
+
+
+def with_primer(spec: DataSpec, primer: dict, steps: np.ndarray, vocab=None):
+    """The melody over the primer's chords as block triads (the primer is not music itself)."""
+    return bars_to_piece(steps, np.resize(primer["chord"], (len(steps), CHORD))), 0.0
 
 
 def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:

@@ -20,7 +20,7 @@ from keras import layers
 
 from preprocessing.piece import InputError
 from trainer import data as data_lib
-from trainer import decoders, rng
+from trainer import decoders, rng, sampling
 from trainer.data import DataSpec
 from trainer.export.base import Exported, keep_rows, per_row, signature
 
@@ -139,6 +139,11 @@ class WGANGP(keras.Model):
                 "generator": self.kind, "noise": self.noise, "filters": self.filters,
                 "units": self.units, "repeat": self.repeat, "critic_steps": self.critic_steps,
                 "gradient_penalty": self.penalty}
+
+
+def with_primer(spec: DataSpec, primer, steps: np.ndarray, vocab=None):
+    """Composed from noise: no primer in the piece."""
+    return sampling.to_piece(spec, steps), 0.0
 
 
 def sample(model, spec: DataSpec, primer, steps: int, temperature: float = 1.0, seed: int = 0,

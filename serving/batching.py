@@ -131,6 +131,7 @@ class _Task:
     rows: int
     steps: int | None  # the request's longest num_steps: where its time axis ends
     future: Future
+    deadline: float | None = None  # time.monotonic() past which no one waits for the answer
 
 
 @dataclasses.dataclass(eq=False)
@@ -167,7 +168,6 @@ class Batcher:
         self.waiting: list[_Batch] = []  # not yet taken by a thread, oldest first
         self.open: dict[Hashable, _Batch] = {}  # key → its batch still taking requests
         self.enqueued: collections.Counter = collections.Counter()  # queue → batches waiting
-        self.queues: set[Hashable] = set()  # every queue a request went to
         self.stopping = False
         self.threads = [threading.Thread(target=self._work, name=f"batch-{i}", daemon=True)
                         for i in range(params.num_batch_threads)]
@@ -176,7 +176,7 @@ class Batcher:
 
     def run(self, queue: Hashable, key: Hashable, call: Callable[[dict], dict], inputs: dict,
             rows: int, steps: int | None = None, trim: frozenset = frozenset(),
-            cost: int = 0) -> dict:
+            cost: int = 0, deadline: float | None = None) -> dict:
         """Runs `call(inputs)` merged with the other requests of `key`, and returns this
         request's part of the outputs.
 
@@ -190,15 +190,18 @@ class Batcher:
             trim: outputs whose axis 1 is a time axis: the steps past `steps` are cut off
                 when they only pad (zeros, "").
             cost: the steps a row of this request reads and generates (`max_batch_steps`).
+            deadline: the caller's deadline (`time.monotonic()`): a request still waiting
+                when it passes is dropped from its batch, not run.
 
         Raises:
-            ServingError: RESOURCE_EXHAUSTED when the queue is full; what `call` raised on
-                this request alone.
+            ServingError: RESOURCE_EXHAUSTED when the queue is full; UNAVAILABLE when the
+                batcher is closing; DEADLINE_EXCEEDED when `deadline` passed before the
+                request ran; what `call` raised on this request alone.
         """
-        task = _Task(inputs, rows, steps, Future())
+        task = _Task(inputs, rows, steps, Future(), deadline)
         with self.lock:
             if self.stopping:
-                raise ServingError("RESOURCE_EXHAUSTED", "the server is stopping")
+                raise ServingError("UNAVAILABLE", "the server is stopping")
             batch = self.open.get(key)
             if batch is None or batch.rows + rows > self.params.max_batch_size or (
                     self.max_batch_steps is not None and (batch.rows + rows) * max(
@@ -210,7 +213,6 @@ class Batcher:
                                        "max_enqueued_batches); try again shortly")
                 self.open.pop(key, None)  # a batch without room for this request is full
                 batch = _Batch(queue, key, call, trim, time.monotonic())
-                self.queues.add(queue)
                 self.waiting.append(batch)
                 self.enqueued[queue] += 1
                 self.open[key] = batch
@@ -223,12 +225,12 @@ class Batcher:
         return task.future.result()
 
     def depths(self) -> dict[Hashable, int]:
-        """Queue → requests waiting in it (not yet running), for every queue used so far."""
+        """Queue → requests waiting in it (not yet running), for the queues that have some."""
         with self.lock:
-            depth = dict.fromkeys(self.queues, 0)
+            depth: collections.Counter = collections.Counter()
             for batch in self.waiting:
                 depth[batch.queue] += len(batch.tasks)
-            return depth
+            return dict(depth)
 
     def close(self) -> None:
         """Refuses new requests, runs those waiting, and stops the threads."""
@@ -272,7 +274,14 @@ class Batcher:
                         task.future.set_exception(exc)
 
     def _process(self, batch: _Batch) -> None:
-        tasks = batch.tasks
+        now, tasks = time.monotonic(), []
+        for task in batch.tasks:  # no one waits for an answer past its deadline: not run
+            if task.deadline is not None and now >= task.deadline:
+                task.future.set_exception(ServingError(
+                    "DEADLINE_EXCEEDED", f"the deadline passed after {now - batch.opened:.3g} s "
+                    f"in the batch queue of {_name(batch.queue)}"))
+            else:
+                tasks.append(task)
         if len(tasks) > 1:
             try:
                 merged = {k: _concat([t.inputs[k] for t in tasks]) for k in tasks[0].inputs}
@@ -286,7 +295,7 @@ class Batcher:
             else:
                 for task, part in zip(tasks, parts):
                     task.future.set_result(part)
-                self._report(batch.queue, batch.rows, len(tasks))
+                self._report(batch.queue, sum(t.rows for t in tasks), len(tasks))
                 return
         for task in tasks:
             try:
@@ -354,12 +363,13 @@ class Predictor:
     def __init__(self, limits: Limits, batcher: Batcher | None = None):
         self.limits, self.batcher = limits, batcher
 
-    def predict(self, model: Servable, signature: str, inputs: dict[str, np.ndarray]) -> dict:
-        """Output name → array, as `Servable.run`.
+    def predict(self, model: Servable, signature: str, inputs: dict[str, np.ndarray],
+                deadline: float | None = None) -> dict:
+        """Output name → array, as `Servable.run`; `deadline` (`time.monotonic()`): the
+        caller's, past which a request still in the batch queue is not run.
 
         Raises:
-            ServingError: as `Servable.check` and `Servable.run`; RESOURCE_EXHAUSTED when the
-                batch queue is full.
+            ServingError: as `Servable.check` and `Servable.run`; as `Batcher.run`.
         """
         signature = signature or "serving_default"
         fn, tensors = model.check(signature, inputs, self.limits)
@@ -373,4 +383,4 @@ class Predictor:
         return self.batcher.run((model.name, model.version, signature), (id(fn), shapes, shaping),
                                 lambda merged: model.run(fn, merged), tensors, rows.pop(),
                                 max(steps) if steps else None, model.time_outputs(signature),
-                                cost=read + max(steps, default=0))
+                                cost=read + max(steps, default=0), deadline=deadline)

@@ -144,9 +144,13 @@ class _Live:
         depth = GaugeMetricFamily("serving_batch_queue_depth", "requests waiting in a batch "
                                   "queue (not yet running)", labels=["model", "version",
                                                                       "signature"])
-        if self.batcher is not None:
-            for queue, count in sorted(self.batcher.depths().items(), key=str):
-                name, version, _ = queue
-                if version in versions.get(name, ()):  # not the queues of unloaded versions
-                    depth.add_metric(list(_labels(queue)), count)
+        if self.batcher is not None:  # every signature of every version served, waiting or not
+            waiting = self.batcher.depths()
+            with self.models.lock:
+                queues = sorted((name, number, signature)
+                                for name, numbers in self.models.models.items()
+                                for number, model in numbers.items()
+                                for signature in model.signatures)
+            for queue in queues:
+                depth.add_metric(list(_labels(queue)), waiting.get(queue, 0))
         yield depth

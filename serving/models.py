@@ -23,8 +23,9 @@ SHAPING_INPUTS = ("num_points",)
 
 
 class ServingError(Exception):
-    """A request the server refuses: `code` is "NOT_FOUND", "INVALID_ARGUMENT" or
-    "RESOURCE_EXHAUSTED"; `message` is one line (of at most 400 characters)."""
+    """A request the server refuses: `code` is "NOT_FOUND", "INVALID_ARGUMENT",
+    "RESOURCE_EXHAUSTED" (full: try again), "UNAVAILABLE" (stopping: try another server) or
+    "DEADLINE_EXCEEDED"; `message` is one line (of at most 400 characters)."""
 
     def __init__(self, code: str, message: str):
         message = " ".join(message.split())  # names from the request may hold newlines

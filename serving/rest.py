@@ -17,7 +17,8 @@ from serving.models import Limits, ModelRegistry, ServingError
 from serving.tensors import json_inputs, loads
 
 log = logging.getLogger("serving")
-HTTP_CODES = {"NOT_FOUND": 404, "INVALID_ARGUMENT": 400, "RESOURCE_EXHAUSTED": 503}
+HTTP_CODES = {"NOT_FOUND": 404, "INVALID_ARGUMENT": 400, "RESOURCE_EXHAUSTED": 503,
+              "UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504}
 
 
 class RestServer(ThreadingHTTPServer):

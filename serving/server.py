@@ -24,6 +24,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -39,7 +40,9 @@ from serving.tensors import tensors_from_protos
 log = logging.getLogger("serving")
 GRPC_CODES = {"NOT_FOUND": grpc.StatusCode.NOT_FOUND,
               "INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT,
-              "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED}
+              "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED,
+              "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
+              "DEADLINE_EXCEEDED": grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 def _servicers(registry: ModelRegistry, limits: Limits, predictor: Predictor,
@@ -77,7 +80,9 @@ def _servicers(registry: ModelRegistry, limits: Limits, predictor: Predictor,
                 signature = request.model_spec.signature_name or "serving_default"
                 tracker.known(model, signature)
                 inputs = tensors_from_protos(request.inputs, limits.max_request_bytes)
-                outputs = predictor.predict(model, signature, inputs)
+                left = context.time_remaining()  # None: the client set no deadline
+                outputs = predictor.predict(model, signature, inputs,
+                                            None if left is None else time.monotonic() + left)
             wanted = set(request.output_filter) or set(outputs)
             response = predict_pb2.PredictResponse()
             response.model_spec.name, response.model_spec.signature_name = model.name, signature

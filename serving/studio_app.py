@@ -311,36 +311,40 @@ class Studio:
         if refiner and refiner not in self.models:
             raise InputError(f"refine: {refiner[:60]!r} is not one of {', '.join(self.models)}")
         session = self.session(body.get("session"), create=not extend)
+        with session.lock:  # held to read and to write the session, not while composing
+            base = session.history[-1] if session.history else None
+            primer = None if extend else self._primer(session, field_text(body, "primer", 200))
+        if extend:
+            if base is None:
+                raise InputError("continue: compose a piece first")
+            current = base["piece"]
+            if not len(current):
+                raise InputError("continue: the piece has no notes; compose a new one")
+            primer, cut = _tail(current, meta)
+        result = composer.generate(primer, **settings)
+        if refiner:
+            result = composer.refine(result, refiner=Composer(self.client, refiner))
+        label = _label(name, settings, refiner)
+        if extend:
+            piece, at = _joined(current, result, cut)
+            if len(piece) > MAX_NOTES or piece.end > MAX_QUARTERS:
+                raise InputError(f"continue: the piece would have {len(piece)} notes over "
+                                 f"{piece.end:.0f} quarter notes (at most {MAX_NOTES} over "
+                                 f"{MAX_QUARTERS:.0f}); download it and start anew")
+            *before, last = base["sections"]
+            sections = [*before, {**last, "end": min(last["end"], at)},
+                        {"start": at, "end": piece.end, "label": label}]
+            end = base["primer_end"]
+        else:
+            piece, end = result.piece, result.primer_end
+            sections = ([{"start": 0.0, "end": end, "label": "primer", "primer": True}]
+                        if end > 0 else []) + [{"start": end, "end": piece.end, "label": label}]
         with session.lock:
-            if extend:
-                if not session.history:
-                    raise InputError("continue: compose a piece first")
-                current = session.history[-1]["piece"]
-                if not len(current):
-                    raise InputError("continue: the piece has no notes; compose a new one")
-                primer, cut = _tail(current, meta)
-            else:
-                primer, cut = self._primer(session, field_text(body, "primer", 200)), 0.0
-            result = composer.generate(primer, **settings)
-            if refiner:
-                result = composer.refine(result, refiner=Composer(self.client, refiner))
-            label = _label(name, settings, refiner)
-            if extend:
-                piece, at = _joined(current, result, cut)
-                if len(piece) > MAX_NOTES or piece.end > MAX_QUARTERS:
-                    raise InputError(f"continue: the piece would have {len(piece)} notes over "
-                                     f"{piece.end:.0f} quarter notes (at most {MAX_NOTES} over "
-                                     f"{MAX_QUARTERS:.0f}); download it and start anew")
-                *before, last = session.history[-1]["sections"]
-                sections = [*before, {**last, "end": min(last["end"], at)},
-                            {"start": at, "end": piece.end, "label": label}]
-                state = session.push(piece, session.history[-1]["primer_end"], sections, meta)
-            else:
-                piece, end = result.piece, result.primer_end
-                sections = ([{"start": 0.0, "end": end, "label": "primer", "primer": True}]
-                            if end > 0 else []) + [{"start": end, "end": piece.end,
-                                                    "label": label}]
-                state = session.push(piece, end, sections, meta)
+            if extend and (session.history[-1] if session.history else None) is not base:
+                raise StudioError(409, "continue: the piece changed while this section was "
+                                       "composed (another compose or undo in this session); "
+                                       "try again")
+            state = session.push(piece, end, sections, meta)
             log.info("studio: %s %s → %d notes", name, "continued" if extend else "composed",
                      len(piece))
             return self._view(session, state)

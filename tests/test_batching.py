@@ -217,8 +217,31 @@ def test_close_runs_the_requests_waiting_and_refuses_new_ones():
             time.sleep(0.01)
         batcher.close()
         assert waiting.result()["y"].tolist() == [8]
-    with pytest.raises(ServingError, match="stopping"):
+    with pytest.raises(ServingError, match="stopping") as info:
         submit(batcher, model, request([1]))
+    assert info.value.code == "UNAVAILABLE"  # not RESOURCE_EXHAUSTED: retry elsewhere, not here
+
+
+def test_a_request_whose_deadline_passed_in_the_queue_is_not_run(make_batcher):
+    batcher, gate = make_batcher(max_batch_size=1, batch_timeout_micros=0), threading.Event()
+    model = FakeModel(gate)
+    with ThreadPoolExecutor(2) as pool:
+        running = pool.submit(submit, batcher, model, request([1]))
+        deadline = time.monotonic() + 10
+        while not model.calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        late = pool.submit(batcher.run, QUEUE, "k", model, request([2]), 1, 3,
+                           frozenset({"tokens"}), 3, time.monotonic() + 0.05)
+        while batcher.depths() != {QUEUE: 1} and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # its deadline passes while the first request runs
+        gate.set()
+        assert running.result()["y"].tolist() == [2]
+        with pytest.raises(ServingError, match="deadline passed after") as info:
+            late.result()
+    assert info.value.code == "DEADLINE_EXCEEDED"
+    assert model.calls == [1]  # the late request never reached the model
+    assert batcher.depths() == {}
 
 
 # --- the config files ------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import keras
@@ -32,7 +33,7 @@ from serving import studio as studio_cli
 from serving.composer import Composition
 from serving.studio import StudioServer
 from serving.studio_app import MAX_HISTORY, Studio, StudioError, _joined, _tail, model_names
-from serving.transports import GrpcClient, RestClient
+from serving.transports import GrpcClient, LocalModel, RestClient, _Server
 from tests.conftest import (
     BASS,
     C_MAJOR_SCALE,
@@ -510,6 +511,50 @@ def test_sessions_and_their_history_are_bounded():
         with pytest.raises(InputError, match="compose a piece first"):
             app.session("")
     finally:
+        app.close()
+
+
+class GatedServer(_Server):
+    """A zoo model behind the clients' interface, whose `generate` waits for `gate`."""
+
+    address = "in process"
+
+    def __init__(self, path: Path):
+        self.local, self.gate, self.waiting = LocalModel(path), threading.Event(), \
+            threading.Event()
+
+    def predict(self, model, signature, inputs, version=None, label=""):
+        if signature == "generate":
+            self.waiting.set()
+            assert self.gate.wait(60)
+        return self.local.call(signature, inputs)
+
+
+def test_a_session_answers_while_it_composes_and_a_stale_continuation_is_refused(zoo):
+    server = GatedServer(zoo("lstm", "notes").path)
+    app = Studio(server, ["m"], audio_mode="browser")
+    try:
+        server.gate.set()
+        sid = app.compose({"model": "m", "steps": 8})["session"]
+        assert app.compose({"model": "m", "steps": 8, "session": sid, "continue": True})["rev"] == 2
+        server.gate.clear()
+        server.waiting.clear()
+        with ThreadPoolExecutor(1) as pool:
+            later = pool.submit(app.compose, {"model": "m", "steps": 8, "session": sid,
+                                              "continue": True})
+            assert server.waiting.wait(60)  # composing now
+            began = time.monotonic()
+            assert app.current(sid)["rev"] == 2  # the session is not locked by the model call
+            assert app.undo({"session": sid})["rev"] == 1
+            assert time.monotonic() - began < 5
+            server.gate.set()
+            with pytest.raises(StudioError, match="changed while this section was composed") \
+                    as info:
+                later.result()
+        assert info.value.code == 409
+        assert app.current(sid)["rev"] == 1  # nothing pushed on top of the undone piece
+    finally:
+        server.gate.set()
         app.close()
 
 

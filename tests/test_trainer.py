@@ -26,6 +26,7 @@ from evaluation import metrics as mm
 from preprocessing import dataset, pianoroll
 from preprocessing.dataset import Settings, split_of
 from preprocessing.notes import Vocabulary, token_pitches
+from preprocessing.piece import InputError
 from preprocessing.readers import SUFFIXES, content_digest, read_file
 from tests.conftest import BAD_INPUTS, two_voices, write_midi_file
 from tests.zoo import TINY, hparams_flag, run_main
@@ -953,3 +954,22 @@ def test_transposition_flags_reach_the_data_settings():
     config = task.parse_args(["--model", "lstm", "--to-c", "--augment", "2", "--patience", "3"])
     settings = task.data_settings(config)
     assert settings.to_c and settings.augment == 2 and config.patience == 3
+
+
+def test_a_flag_left_out_takes_the_familys_budget_and_a_flag_given_wins():
+    nade = task.parse_args(["--model", "rnn_nade"])
+    assert (nade.epochs, nade.steps_per_quarter, nade.encoding, nade.augment, nade.seq_len,
+            nade.batch_size, nade.patience) == (20, 1, "sampled", 2, 32, 16, 4)
+    assert task.data_settings(nade).steps_per_quarter == 1
+    mine = task.parse_args(["--model", "rnn_nade", "--steps-per-quarter", "4", "--epochs", "3",
+                            "--encoding", "active", "--augment", "0"])
+    assert (mine.epochs, mine.steps_per_quarter, mine.encoding, mine.augment, mine.seq_len) == \
+        (3, 4, "active", 0, 32)
+    # a family without TRAINING: the shared defaults
+    lstm = task.parse_args(["--model", "lstm"])
+    assert (lstm.steps_per_quarter, lstm.encoding, lstm.seq_len, lstm.batch_size) == \
+        (4, "active", 64, 64)
+    assert MODELS["rnn_nade"].budget in models_markdown()
+    assert "--steps-per-quarter 1" in MODELS["rnn_nade"].budget
+    with pytest.raises(InputError, match="--steps-per-quarter must be >= 1"):
+        Config(model="lstm", steps_per_quarter=0)

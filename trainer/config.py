@@ -13,22 +13,28 @@ from trainer.models import MODELS
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
+# what a family's `TRAINING` may set, and the value where it does not
+TRAINING = dict(encoding="active", steps_per_quarter=4, augment=0, batch_size=64, seq_len=64,
+                patience=5)
+
+
 @dataclasses.dataclass
 class Config:
     """Attributes mirror `python -m trainer.task` flags; `hparams` holds the family's defaults
-    overridden by `--hparams`."""
+    overridden by `--hparams`. A setting left None takes the family's budget: `epochs` its
+    `EPOCHS`, those of `TRAINING` its `TRAINING` (else the value there)."""
 
     model: str = "attention_lstm"
     data: tuple[str, ...] = ("corpus:bach",)
     representation: str = ""
-    encoding: str = "active"
+    encoding: str | None = None
     chords: str = "split"
-    steps_per_quarter: int = 4
+    steps_per_quarter: int | None = None
     to_c: bool = False
-    augment: int = 0
-    epochs: int | None = None  # None: the family's budget (`EPOCHS` in its module, or 30)
-    batch_size: int = 64
-    seq_len: int = 64
+    augment: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    seq_len: int | None = None
     hparams: dict = dataclasses.field(default_factory=dict)
     seed: int = 0
     job_dir: str = ""
@@ -36,7 +42,7 @@ class Config:
     limit: int | None = None
     sample_every: int = 5
     sample_steps: int = 64
-    patience: int = 5
+    patience: int | None = None
     export_dir: str = "saved_models"
     export_name: str = ""
 
@@ -60,7 +66,10 @@ class Config:
                 raise InputError("--strategy multiworker needs TF_CONFIG naming the cluster "
                                  "and this task")
         self.epochs = family.epochs if self.epochs is None else self.epochs
-        for name in ("epochs", "batch_size", "seq_len"):
+        for name, value in {**TRAINING, **family.training}.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        for name in ("epochs", "batch_size", "seq_len", "steps_per_quarter"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1")
         self.hparams = {**family.defaults, **self.hparams}

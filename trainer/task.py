@@ -32,21 +32,20 @@ def parse_args(argv=None) -> Config:
                         help="files, folders, globs or corpus:NAME (default: the Bach chorales)")
     parser.add_argument("--representation", choices=dataset.REPRESENTATIONS,
                         help="default: the model's first")
-    parser.add_argument("--encoding", default="active", choices=pianoroll.ENCODINGS,
+    family = " (default: the family's, --list-models)"
+    parser.add_argument("--encoding", choices=pianoroll.ENCODINGS,
                         help="pianoroll: what a frame holds (see preprocessing.pianoroll); "
-                             "sampled is the JSB Chorales benchmark's")
+                             "sampled is the JSB Chorales benchmark's" + family)
     parser.add_argument("--chords", default=Config.chords, choices=CHORDS,
                         help="notes: split (a note per event, highest first) or classes (a "
                              "token per chord)")
-    parser.add_argument("--steps-per-quarter", type=int, default=Config.steps_per_quarter)
+    parser.add_argument("--steps-per-quarter", type=int, help="the grid" + family)
     parser.add_argument("--to-c", action="store_true", help="transpose to C major / A minor")
-    parser.add_argument("--augment", type=int, default=0, metavar="N",
-                        help="add ±1..N semitone transpositions of training pieces")
-    parser.add_argument("--epochs", type=int, default=Config.epochs,
-                        help="default: the family's budget (--list-models)")
-    parser.add_argument("--batch-size", type=int, default=Config.batch_size)
-    parser.add_argument("--seq-len", type=int, default=Config.seq_len,
-                        help="window length in steps")
+    parser.add_argument("--augment", type=int, metavar="N",
+                        help="add ±1..N semitone transpositions of training pieces" + family)
+    parser.add_argument("--epochs", type=int, help="the budget" + family)
+    parser.add_argument("--batch-size", type=int, help="windows per update" + family)
+    parser.add_argument("--seq-len", type=int, help="window length in steps" + family)
     parser.add_argument("--hparams", default="", help="k=v,... (see README for each model's)")
     parser.add_argument("--seed", type=int, default=Config.seed)
     parser.add_argument("--job-dir", default="")
@@ -58,8 +57,8 @@ def parse_args(argv=None) -> Config:
     parser.add_argument("--sample-every", type=int, default=Config.sample_every,
                         help="epochs between samples (0: none)")
     parser.add_argument("--sample-steps", type=int, default=Config.sample_steps)
-    parser.add_argument("--patience", type=int, default=Config.patience,
-                        help="early stopping: epochs without improvement")
+    parser.add_argument("--patience", type=int,
+                        help="early stopping: epochs without improvement" + family)
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ logs")
     parser.add_argument("--list-models", nargs="?", const="text", choices=("text", "markdown"),
                         help="describe every model family (hparams, signatures) and exit; "

@@ -36,6 +36,9 @@ class Family:
     checkpoints watch, default "loss"), `GENERATES = False` (a model that refines music rather
     than writing it: no samples), `CUSTOM_OBJECTS` (for loading saved models),
     `CHOICES` (the allowed values of string hparams), `EPOCHS` (the default budget, 30),
+    `TRAINING` (its own defaults of the data and training flags that `trainer.config.TRAINING`
+    lists, e.g. a grid or window length; part of its budget), `MINUTES` (what that budget took
+    on 2 CPU cores, measured by bench/quality.py),
     `Export` (its serving module: an
     `trainer.export.Exported` subclass declaring its signatures and in-graph decoding; default:
     the next-step families' `NextStepExport`).
@@ -55,6 +58,8 @@ class Family:
         self.plain_loss = not self.is_gan and not hasattr(module, "make_arrays")
         self.exporter = getattr(module, "Export", None) or next_step_export.NextStepExport
         self.epochs: int = getattr(module, "EPOCHS", 30)  # the default budget
+        self.training: dict = getattr(module, "TRAINING", {})
+        self.minutes: float | None = getattr(module, "MINUTES", None)
 
     @property
     def description(self) -> str:
@@ -62,16 +67,25 @@ class Family:
         text = (self.module.__doc__ or "").strip().split("\n\n")[0]
         return " ".join(text.split())
 
+    @property
+    def budget(self) -> str:
+        """Its default budget: epochs and its own training flags."""
+        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.training.items())
+        return f"{self.epochs} epochs" + (f", {flags}" if flags else "")
+
     def markdown_row(self, name: str) -> str:
         """The family's row of docs/MODELS.md."""
         hparams = ", ".join(f"{k} {v}" for k, v in self.defaults.items())
+        minutes = "" if self.minutes is None else f"{self.minutes:g}"
         return (f"| `{name}` | {', '.join(self.representations)} | "
-                f"{self.description.split(': ', 1)[-1]} | {self.epochs} | {hparams} |")
+                f"{self.description.split(': ', 1)[-1]} | {self.budget} | {minutes} | "
+                f"{hparams} |")
 
     def describe(self) -> str:
         """What `python -m trainer.task --list-models` prints for the family."""
         hparams = ", ".join(f"{k}={v}" for k, v in self.defaults.items())
-        hparams += f"; epochs={self.epochs}"
+        hparams += f"; budget: {self.budget}" + (
+            "" if self.minutes is None else f" (~{self.minutes:g} min on 2 CPU cores)")
         choices = "; ".join(f"{k}: {' | '.join(map(str, v))}" for k, v in self.choices.items())
         signatures = inspect.getdoc(self.exporter) or ""
         return "\n".join(line for line in [
@@ -148,5 +162,9 @@ def models_markdown() -> str:
             "Written by `python -m trainer.task --list-models markdown > docs/MODELS.md` from the\n"
             "registry (`trainer/models/__init__.py`); `--list-models` also prints each family's\n"
             "choices and signatures.\n\n"
-            "| model | representations | what it is | epochs (default) | hparams (defaults) |\n"
-            "|---|---|---|---|---|\n" + rows + "\n")
+            "The budget is what `python -m trainer.task --model NAME` trains with its flags left\n"
+            "out; minutes are its training time on 2 CPU cores, measured by `bench/quality.py`\n"
+            "(QUALITY.md; blank: not yet measured there).\n\n"
+            "| model | representations | what it is | budget (default) | minutes (2 cores) | "
+            "hparams (defaults) |\n"
+            "|---|---|---|---|---|---|\n" + rows + "\n")

@@ -15,7 +15,8 @@ CHOICES = common.NEXT_STEP_CHOICES
 DEFAULTS = dict(common.CONDITIONAL_DEFAULTS, condition=True, units=256, attention_units=64,
                 attention_width=32)
 CUSTOM_OBJECTS = SeqSelfAttention.get_custom_objects()
-EPOCHS = 16  # the front door's budget: 9 minutes on 2 cores (chorales, split notes, conditional)
+EPOCHS = 16  # the front door's budget (chorales, split notes, conditional)
+MINUTES = 9
 
 
 def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:

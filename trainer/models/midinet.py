@@ -26,6 +26,7 @@ DEFAULTS = dict(noise=100, filters=64, learning_rate=2e-4, spectral_norm=True,
                 chord_embedding=0, prev_to_discriminator=False, feature_matching=0.1,
                 label_smoothing=0.9)
 IS_GAN = True
+MINUTES = 3  # its 30 epochs
 STEPS, PITCHES, CHORD = 16, 128, 13
 
 

@@ -34,7 +34,9 @@ CHOICES = {"cell": ("lstm", "gru"), "loss": ("bce", "focal"), "draw": ("count", 
 DEFAULTS = dict(cell="lstm", layers=2, units=256, dense=256, dropout=0.5, learning_rate=1e-3,
                 loss="bce", alpha=0.75, gamma=2.0, threshold=0.5, teacher_forcing=1.0,
                 teacher_forcing_decay=0.9, teacher_forcing_floor=0.25, draw="count")
-EPOCHS = 12  # with --seq-len 32 --batch-size 16 (bench/quality.py's row; QUALITY.md)
+# two-bar windows in batches of 16: 4 times the updates an epoch of 64-frame windows in 64s
+TRAINING = dict(seq_len=32, batch_size=16)
+EPOCHS = 12
 
 
 def make_arrays(folder, split: str, spec: DataSpec, config):

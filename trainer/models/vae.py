@@ -32,7 +32,8 @@ REPRESENTATIONS = ("pianoroll",)
 CHOICES = {"decoder": ("autoregressive", "flat")}
 DEFAULTS = dict(latent=64, units=256, beta=0.2, anneal_epochs=4, free_bits=1.0, walk=0.5,
                 learning_rate=1e-3, decoder="autoregressive")
-EPOCHS = 12  # with --seq-len 32 --batch-size 16 (bench/quality.py's row; QUALITY.md)
+TRAINING = dict(seq_len=32, batch_size=16)  # two-bar segments
+EPOCHS = 12
 MONITOR = "elbo"
 
 

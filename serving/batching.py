@@ -5,7 +5,8 @@ A request joins the open batch of its model version, signature and input shapes 
 dimension but the first); the batch runs when it holds `max_batch_size` rows, or when its first
 request has waited `batch_timeout_micros` and one of the `num_batch_threads` is free (until then
 it keeps taking requests). Each model version and signature holds at most `max_enqueued_batches`
-batches waiting; past that a request is refused at once with RESOURCE_EXHAUSTED. Each request
+batches waiting; past that a request is refused at once with UNAVAILABLE, as TF Serving's batch
+scheduler refuses it ("the batch scheduling queue ... is full"): retry shortly. Each request
 gets its own rows of the outputs back, with the steps of the time axis that only padded it past
 its own num_steps trimmed off, so it reads what it would have read alone. A request of more than
 `max_batch_size` rows runs alone (TF Serving would refuse it; this server's --max-batch already
@@ -194,9 +195,9 @@ class Batcher:
                 when it passes is dropped from its batch, not run.
 
         Raises:
-            ServingError: RESOURCE_EXHAUSTED when the queue is full; UNAVAILABLE when the
-                batcher is closing; DEADLINE_EXCEEDED when `deadline` passed before the
-                request ran; what `call` raised on this request alone.
+            ServingError: UNAVAILABLE when the queue is full or the batcher is closing;
+                DEADLINE_EXCEEDED when `deadline` passed before the request ran; what `call`
+                raised on this request alone.
         """
         task = _Task(inputs, rows, steps, Future(), deadline)
         with self.lock:
@@ -207,7 +208,7 @@ class Batcher:
                     self.max_batch_steps is not None and (batch.rows + rows) * max(
                         batch.row_cost, cost) > self.max_batch_steps):
                 if self.enqueued[queue] >= self.params.max_enqueued_batches:
-                    raise ServingError("RESOURCE_EXHAUSTED", f"the batch queue of {_name(queue)} "
+                    raise ServingError("UNAVAILABLE", f"the batch queue of {_name(queue)} "
                                        f"is full ({self.params.max_enqueued_batches} batches of "
                                        f"up to {self.params.max_batch_size} rows waiting: "
                                        "max_enqueued_batches); try again shortly")

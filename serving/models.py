@@ -24,8 +24,9 @@ SHAPING_INPUTS = ("num_points",)
 
 class ServingError(Exception):
     """A request the server refuses: `code` is "NOT_FOUND", "INVALID_ARGUMENT",
-    "RESOURCE_EXHAUSTED" (full: try again), "UNAVAILABLE" (stopping: try another server) or
-    "DEADLINE_EXCEEDED"; `message` is one line (of at most 400 characters)."""
+    "RESOURCE_EXHAUSTED" (the model ran out of memory), "UNAVAILABLE" (a full batch queue or a
+    stopping server: try again) or "DEADLINE_EXCEEDED"; `message` is one line (of at most 400
+    characters)."""
 
     def __init__(self, code: str, message: str):
         message = " ".join(message.split())  # names from the request may hold newlines

@@ -132,10 +132,13 @@ class GrpcClient(_Server):
         except self._grpc.RpcError as exc:
             code = exc.code()
             if code == self._grpc.StatusCode.UNAVAILABLE:
-                if "Failed parsing HTTP/2" in (exc.details() or ""):  # an HTTP/1 server
+                details = exc.details() or ""
+                if "Failed parsing HTTP/2" in details:  # an HTTP/1 server
                     raise ComposerError(
                         f"{self.server} answers, but not with gRPC: is it the REST port? "
                         f"(for REST: --rest http://{self.server})") from None
+                if "queue" in details or "stopping" in details:  # it answered: busy, stopping
+                    raise ComposerError(f"UNAVAILABLE: {details}") from None
                 raise ComposerError(f"server {self.server} is not reachable") from None
             if code == self._grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise ComposerError(f"no answer from {self.server} in {self.timeout:g} s") \

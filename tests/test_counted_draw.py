@@ -74,3 +74,36 @@ def test_fit_calibrates_the_count_on_the_validation_frames():
     assert keys == pytest.approx(frames[:, 6:].sum(-1).mean(), rel=1e-5)
     assert float(model.count_scale.numpy()) == pytest.approx(keys / expected, rel=1e-5)
     assert history["count_scale"][-1] == pytest.approx(keys / expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("own", ["draw", "threshold"])
+def test_scheduled_sampling_feeds_the_decoder_frames_drawn_as_composing_draws_them(own):
+    """With teacher forcing off, the decoder reads its own frames: drawn by the count rule
+    (`own=draw`: 4-5 keys where every key has p 0.047) or thresholded at 0.5 (the seed's
+    rule: silence, which is not what it reads when it composes)."""
+    spec = DataSpec("pianoroll", keys=KEYS)
+    hp = {**MODELS["seq2seq"].defaults, "units": 8, "layers": 1, "dense": 8, "own": own}
+    model = MODELS["seq2seq"].build(spec, hp, 6)
+    kernel, bias = model.logits.get_weights()
+    model.logits.set_weights([np.zeros_like(kernel), np.full_like(bias, -3.0)])
+    model.teacher_forcing.assign(0.0)
+    model.optimizer.learning_rate.assign(0.0)  # the probabilities stay where they were set
+    seen, decode = [], model.decode
+
+    def spy(inputs, states, training=False):
+        if training:
+            seen.append(np.asarray(inputs))
+        return decode(inputs, states, training)
+
+    model.decode, model.run_eagerly = spy, True
+    frames = np.ones((4, 12, KEYS), np.float32)  # the data's frames: every key on
+    x = {"encoder": frames[:, :6], "decoder": seq2seq.decoder_inputs(frames[:, 6:])}
+    model.fit(x, frames[:, 6:], batch_size=4, epochs=1, verbose=0)
+    (inputs,) = seen
+    np.testing.assert_array_equal(inputs[:, 0, -1], 1)  # the start frame stays
+    counts = inputs[:, 1:, :KEYS].sum(-1)
+    expected = KEYS / (1 + np.exp(3.0))  # 4.2
+    if own == "draw":
+        assert set(counts.ravel().tolist()) <= {np.floor(expected), np.floor(expected) + 1}
+    else:
+        assert not counts.any()

@@ -3,8 +3,11 @@
 The encoder (2 x 256 LSTM or GRU) reads a window; the decoder, started from its state and a
 start-of-sequence frame, writes the next window frame by frame; a classifier (Dense 256, dropout
 0.5, Dense keys) gives each key's logit. Teacher forcing is scheduled: with probability
-1 - ratio a decoder input is the model's own thresholded prediction (two-pass scheduled
-sampling), and the ratio decays over epochs (`TeacherForcingSchedule`).
+1 - ratio a decoder input is the model's own frame (two-pass scheduled sampling), and the ratio
+decays over epochs (`TeacherForcingSchedule`). `own=draw` (the default) draws that frame as
+composing does (`draw_frame`), so training feeds the decoder what it will read when it
+composes; `own=threshold` is the seed's rule, the keys above `threshold`, which for a
+calibrated model are few (most of its own inputs are then silence).
 
 Independent draws of each key sound far more keys than a chorale frame has (with the seed's
 focal loss, whose probabilities are not calibrated, 12 a frame where chorales have 4).
@@ -30,10 +33,11 @@ from trainer.data import DataSpec
 from trainer.export.base import Exported, keep_rows, signature
 
 REPRESENTATIONS = ("pianoroll",)
-CHOICES = {"cell": ("lstm", "gru"), "loss": ("bce", "focal"), "draw": ("count", "independent")}
+CHOICES = {"cell": ("lstm", "gru"), "loss": ("bce", "focal"), "draw": ("count", "independent"),
+           "own": ("draw", "threshold")}
 DEFAULTS = dict(cell="lstm", layers=2, units=256, dense=256, dropout=0.5, learning_rate=1e-3,
                 loss="bce", alpha=0.75, gamma=2.0, threshold=0.5, teacher_forcing=1.0,
-                teacher_forcing_decay=0.9, teacher_forcing_floor=0.25, draw="count")
+                teacher_forcing_decay=0.9, teacher_forcing_floor=0.25, draw="count", own="draw")
 # two-bar windows in batches of 16: 4 times the updates an epoch of 64-frame windows in 64s
 TRAINING = dict(seq_len=32, batch_size=16)
 EPOCHS = 12
@@ -61,13 +65,13 @@ class Seq2Seq(keras.Model):
 
     def __init__(self, keys: int, cell: str = "lstm", layers: int = 2, units: int = 256,
                  dense: int = 256, dropout: float = 0.5, threshold: float = 0.5,
-                 draw: str = "count", **kwargs):
+                 draw: str = "count", own: str = "threshold", **kwargs):
         super().__init__(**kwargs)
         if cell not in ("lstm", "gru"):
             raise ValueError(f"seq2seq: cell must be lstm or gru, not {cell!r}")
         self.keys, self.cell, self.num_layers, self.units = keys, cell, layers, units
         self.dense_units, self.dropout_rate, self.threshold = dense, dropout, threshold
-        self.draw = draw
+        self.draw, self.own = draw, own
         rnn = keras.layers.LSTM if cell == "lstm" else keras.layers.GRU
         self.encoder = [rnn(units, return_sequences=True, return_state=True, name=f"encoder_{i}")
                         for i in range(layers)]
@@ -105,9 +109,17 @@ class Seq2Seq(keras.Model):
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         ratio = self.teacher_forcing
-        # pass 1: the model's own predictions under full teacher forcing
-        guess = tf.cast(tf.sigmoid(self(x, training=False)) > self.threshold, y.dtype)
-        own = tf.stop_gradient(decoder_inputs_tf(guess))
+        # pass 1: the model's own frames under full teacher forcing
+        logits = self(x, training=False)
+        if self.own == "draw":
+            flat = tf.reshape(logits, [-1, self.keys])
+            rows = tf.shape(flat)[:1]
+            guess = tf.reshape(self.draw_frame(
+                flat, tf.ones(rows), tf.zeros(rows), tf.random.uniform(tf.shape(flat), 1e-7, 1.0),
+                tf.random.uniform(rows)), tf.shape(logits))
+        else:
+            guess = tf.sigmoid(logits) > self.threshold
+        own = tf.stop_gradient(decoder_inputs_tf(tf.cast(guess, y.dtype)))
         keep = tf.random.uniform(tf.shape(y)[:2])[..., None] < ratio
         keep = tf.concat([tf.ones_like(keep[:, :1]), keep[:, 1:]], axis=1)  # start frame stays
         mixed = {"encoder": x["encoder"], "decoder": tf.where(keep, x["decoder"], own)}
@@ -123,7 +135,8 @@ class Seq2Seq(keras.Model):
     def get_config(self):
         return {**super().get_config(), "keys": self.keys, "cell": self.cell,
                 "layers": self.num_layers, "units": self.units, "dense": self.dense_units,
-                "dropout": self.dropout_rate, "threshold": self.threshold, "draw": self.draw}
+                "dropout": self.dropout_rate, "threshold": self.threshold, "draw": self.draw,
+                "own": self.own}
 
     def draw_frame(self, logits, temperature, threshold, u, u_count):
         """Frames [B, keys] from key logits [B, keys], by the model's `draw` rule."""
@@ -206,7 +219,7 @@ def sample(model, spec: DataSpec, primer: np.ndarray, steps: int, temperature: f
 
 def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     model = Seq2Seq(spec.keys, hp["cell"], hp["layers"], hp["units"], hp["dense"],
-                    hp["dropout"], hp["threshold"], hp["draw"], name="seq2seq")
+                    hp["dropout"], hp["threshold"], hp["draw"], hp["own"], name="seq2seq")
     model.compile(keras.optimizers.Adam(hp["learning_rate"]),
                   loss=losses.roll_loss(hp["loss"], hp["alpha"], hp["gamma"]),
                   metrics=metrics.roll_metrics() + [keys_per_frame, expected_keys])

@@ -133,6 +133,7 @@ class _Task:
     steps: int | None  # the request's longest num_steps: where its time axis ends
     future: Future
     deadline: float | None = None  # time.monotonic() past which no one waits for the answer
+    arrived: float = dataclasses.field(default_factory=time.monotonic)
 
 
 @dataclasses.dataclass(eq=False)
@@ -223,7 +224,12 @@ class Batcher:
             if batch.rows >= self.params.max_batch_size:
                 del self.open[key]
             self.lock.notify()
-        return task.future.result()
+        try:
+            return task.future.result(None if deadline is None else
+                                      max(0.0, deadline - time.monotonic()) + 1.0)
+        except TimeoutError:  # the caller has gone; the batch drops or discards its rows
+            raise ServingError("DEADLINE_EXCEEDED", f"the deadline passed in the batch queue "
+                               f"of {_name(queue)}") from None
 
     def depths(self) -> dict[Hashable, int]:
         """Queue → requests waiting in it (not yet running), for the queues that have some."""
@@ -279,7 +285,7 @@ class Batcher:
         for task in batch.tasks:  # no one waits for an answer past its deadline: not run
             if task.deadline is not None and now >= task.deadline:
                 task.future.set_exception(ServingError(
-                    "DEADLINE_EXCEEDED", f"the deadline passed after {now - batch.opened:.3g} s "
+                    "DEADLINE_EXCEEDED", f"the deadline passed after {now - task.arrived:.3g} s "
                     f"in the batch queue of {_name(batch.queue)}"))
             else:
                 tasks.append(task)

@@ -163,6 +163,12 @@ class Session:
         self.primer_name = ""
         self.history: list[dict] = []
         self.revisions = 0
+        self.composing = False  # one section at a time per session
+
+    @property
+    def head(self) -> dict | None:
+        """The newest piece's state, or None."""
+        return self.history[-1] if self.history else None
 
     def push(self, piece: Piece, primer_end: float, sections: list[dict], meta: dict) -> dict:
         self.revisions += 1
@@ -310,10 +316,24 @@ class Studio:
         refiner = field_text(body, "refine", 200)
         if refiner and refiner not in self.models:
             raise InputError(f"refine: {refiner[:60]!r} is not one of {', '.join(self.models)}")
+        choice = field_text(body, "primer", 200)
         session = self.session(body.get("session"), create=not extend)
         with session.lock:  # held to read and to write the session, not while composing
-            base = session.history[-1] if session.history else None
-            primer = None if extend else self._primer(session, field_text(body, "primer", 200))
+            if session.composing:
+                raise StudioError(409, "this session is composing a section; wait for it")
+            base, uploaded = session.head, session.primer
+            session.composing = True
+        try:
+            return self._compose(session, composer, meta, extend, base, uploaded, choice,
+                                 settings, refiner, name)
+        finally:
+            with session.lock:
+                session.composing = False
+
+    def _compose(self, session: Session, composer: Composer, meta: dict, extend: bool,
+                 base: dict | None, uploaded: Piece | None, choice: str, settings: dict,
+                 refiner: str, name: str) -> dict:
+        """`compose` past its checks, with the session unlocked until the new piece is pushed."""
         if extend:
             if base is None:
                 raise InputError("continue: compose a piece first")
@@ -321,6 +341,8 @@ class Studio:
             if not len(current):
                 raise InputError("continue: the piece has no notes; compose a new one")
             primer, cut = _tail(current, meta)
+        else:
+            primer = self._primer(uploaded, choice)
         result = composer.generate(primer, **settings)
         if refiner:
             result = composer.refine(result, refiner=Composer(self.client, refiner))
@@ -340,7 +362,7 @@ class Studio:
             sections = ([{"start": 0.0, "end": end, "label": "primer", "primer": True}]
                         if end > 0 else []) + [{"start": end, "end": piece.end, "label": label}]
         with session.lock:
-            if extend and (session.history[-1] if session.history else None) is not base:
+            if extend and session.head is not base:
                 raise StudioError(409, "continue: the piece changed while this section was "
                                        "composed (another compose or undo in this session); "
                                        "try again")
@@ -349,11 +371,11 @@ class Studio:
                      len(piece))
             return self._view(session, state)
 
-    def _primer(self, session: Session, choice: str) -> Piece:
+    def _primer(self, uploaded: Piece | None, choice: str) -> Piece:
         if choice == "upload":
-            if session.primer is None:
+            if uploaded is None:
                 raise InputError("primer: upload a MIDI or MusicXML file first")
-            return session.primer
+            return uploaded
         if choice.startswith("corpus:"):
             return self._corpus_piece(choice[len("corpus:"):])
         if choice:

@@ -244,6 +244,29 @@ def test_a_request_whose_deadline_passed_in_the_queue_is_not_run(make_batcher):
     assert batcher.depths() == {}
 
 
+def test_of_a_merged_batch_only_the_requests_still_awaited_run(make_batcher):
+    batcher, gate = make_batcher(max_batch_size=8, batch_timeout_micros=0), threading.Event()
+    model = FakeModel(gate)
+    with ThreadPoolExecutor(3) as pool:
+        running = pool.submit(submit, batcher, model, request([1]))
+        deadline = time.monotonic() + 10
+        while not model.calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        late = pool.submit(batcher.run, QUEUE, "k", model, request([2]), 1, 3,
+                           frozenset({"tokens"}), 3, time.monotonic() + 0.05)
+        live = pool.submit(batcher.run, QUEUE, "k", model, request([3, 4]), 2, 3,
+                           frozenset({"tokens"}), 3, time.monotonic() + 60)
+        while batcher.depths() != {QUEUE: 2} and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        gate.set()
+        running.result()
+        assert live.result()["y"].tolist() == [6, 8]
+        with pytest.raises(ServingError, match="DEADLINE|deadline"):
+            late.result()
+    assert model.calls == [1, 2]  # the merged call ran the live request's two rows alone
+
+
 # --- the config files ------------------------------------------------------------------------
 
 def test_batching_parameters_file_is_read(tmp_path):

@@ -54,7 +54,7 @@ FLAGS = ("--poll-seconds", "0.5", "--max-steps", str(MAX_STEPS),
          "--max-batch-steps", str(MAX_BATCH_STEPS), "--max-connections", str(MAX_CONNECTIONS),
          "--rest-timeout", str(REST_TIMEOUT), "--max-concurrent-rpcs", str(MAX_RPCS))
 GRPC_OK = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
-           grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE}
+           grpc.StatusCode.RESOURCE_EXHAUSTED}
 REST_OK = {200, 400, 404, 413, 503}
 HUGE = 10**8  # declared elements: 400 MB of float32 if expanded
 

@@ -207,8 +207,9 @@ def test_trains_exports_and_evaluates_through_the_shared_paths(tmp_path):
     saved = tmp_path / "saved"
     hparams = hparams_flag("rnn_nade")
     assert task.main(["--model", "rnn_nade", "--data", str(corpus), "--steps-per-quarter", "1",
-                      "--epochs", "2", "--seq-len", "8", "--batch-size", "8", "--hparams",
-                      hparams, "--sample-every", "1", "--sample-steps", "8",
+                      "--encoding", "active", "--augment", "0", "--epochs", "2", "--seq-len", "8",
+                      "--batch-size", "8", "--hparams", hparams, "--sample-every", "1",
+                      "--sample-steps", "8",
                       "--job-dir", str(tmp_path / "job"), "--export-dir", str(saved)]) == 0
     assert sorted((tmp_path / "job" / "samples").glob("*.mid"))  # the callback's, from sample
     assert (saved / "rnn_nade" / "1" / "saved_model.pb").is_file()

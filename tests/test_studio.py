@@ -543,6 +543,9 @@ def test_a_session_answers_while_it_composes_and_a_stale_continuation_is_refused
             later = pool.submit(app.compose, {"model": "m", "steps": 8, "session": sid,
                                               "continue": True})
             assert server.waiting.wait(60)  # composing now
+            with pytest.raises(StudioError, match="composing a section") as busy:
+                app.compose({"model": "m", "steps": 8, "session": sid, "continue": True})
+            assert busy.value.code == 409  # one section at a time per session
             began = time.monotonic()
             assert app.current(sid)["rev"] == 2  # the session is not locked by the model call
             assert app.undo({"session": sid})["rev"] == 1

@@ -44,10 +44,10 @@ class SampleCallback(keras.callbacks.Callback):
     """Every `every` epochs and after the last one: continues the primer, writes the primer and
     its continuation as MIDI and a piano-roll PNG to `out_dir` and logs to TensorBoard the PNG
     (low notes at the bottom, time and pitch scales, the primer shaded), the first
-    `AUDIO_SECONDS` of its audio (when FluidSynth is installed), and the continuation's figures
-    of the quality floors (`evaluation.floors`): silent-step share, polyphony, notes per beat
-    and their ratio to `density` (the held-out pieces' notes per beat), so that a model
-    falling silent or scattering notes shows during training."""
+    `AUDIO_SECONDS` of the continuation's audio (when FluidSynth is installed), and the
+    continuation's figures of the quality floors (`evaluation.floors`): silent-step share,
+    polyphony, notes per beat and their ratio to `density` (the held-out pieces' notes per
+    beat), so that a model falling silent or scattering notes shows during training."""
 
     AUDIO_SECONDS = 10.0
 
@@ -90,18 +90,21 @@ class SampleCallback(keras.callbacks.Callback):
                 tf.summary.scalar("sample/density_ratio", mm.note_density(piece) / self.density)
             try:
                 wav = audio.render_wav(midi, midi.with_suffix(".wav"), sample_rate=16000)
-                tf.summary.audio("sample/audio", _wav_tensor(wav, 16000 * self.AUDIO_SECONDS),
-                                 16000, max_outputs=1)
+                start = 16000 * primer_end * 60 / whole.qpm  # the continuation's
+                tf.summary.audio("sample/audio",
+                                 _wav_tensor(wav, start, 16000 * self.AUDIO_SECONDS), 16000,
+                                 max_outputs=1)
             except (audio.AudioUnavailable, OSError):
                 pass
 
 
-def _wav_tensor(path: Path, most: float):
-    """The WAV's first `most` samples, mono, as [1, samples, 1]."""
+def _wav_tensor(path: Path, start: float, most: float):
+    """`most` samples of the WAV from sample `start`, mono, as [1, samples, 1]."""
     import tensorflow as tf
 
     decoded, _ = tf.audio.decode_wav(tf.io.read_file(str(path)))
-    return tf.reduce_mean(decoded[:int(most)], axis=-1, keepdims=True)[None]
+    return tf.reduce_mean(decoded[int(start):int(start) + int(most)], axis=-1,
+                          keepdims=True)[None]
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):

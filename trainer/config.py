@@ -66,6 +66,9 @@ class Config:
                 raise InputError("--strategy multiworker needs TF_CONFIG naming the cluster "
                                  "and this task")
         self.epochs = family.epochs if self.epochs is None else self.epochs
+        if set(family.training) - set(TRAINING):
+            raise ValueError(f"{self.model}: TRAINING sets {set(family.training) - set(TRAINING)}"
+                             f"; a family's TRAINING may set {', '.join(TRAINING)}")
         for name, value in {**TRAINING, **family.training}.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)

@@ -42,6 +42,14 @@ def counted(logits, temperature: float, threshold: float, scale: float, u,
     return (rank < count).astype(np.float32)
 
 
+def steps_of(primer):
+    """A primer's steps: itself, or a conditional model's {"events" | "frames": steps,
+    "condition": [SIZE]}'s steps."""
+    if isinstance(primer, dict):
+        return next(v for k, v in primer.items() if k != "condition")
+    return primer
+
+
 def sample(model, spec: DataSpec, primer: np.ndarray, steps: int, temperature: float = 1.0,
            seed: int = 0, window: int | None = None, top_k: int = 0,
            threshold: float = 0.0) -> np.ndarray:
@@ -57,7 +65,8 @@ def sample(model, spec: DataSpec, primer: np.ndarray, steps: int, temperature: f
     condition = None
     if isinstance(primer, dict):
         condition = np.asarray(primer["condition"], np.float32)[None]
-        name, primer = next((k, v) for k, v in primer.items() if k != "condition")
+        name = next(k for k in primer if k != "condition")
+        primer = steps_of(primer)
     seq = list(np.asarray(primer))
     seeds = np.asarray([seed], np.int64)
     for i in range(steps):
@@ -97,9 +106,7 @@ def with_primer(spec: DataSpec, primer, steps: np.ndarray,
                 vocab: notes.Vocabulary | None = None) -> tuple[Piece, float]:
     """The primer (steps, or a conditional model's dict of steps and condition) followed by
     `steps`, as one piece, and where the primer ends in quarter notes."""
-    if isinstance(primer, dict):
-        primer = next(v for k, v in primer.items() if k != "condition")
-    primer = np.asarray(primer)
+    primer = np.asarray(steps_of(primer))
     if spec.representation == "notes":
         end = int(primer[:, list(spec.classes).index("shift")].sum())
     else:

@@ -47,9 +47,11 @@ def arrays(config: Config, spec: data_lib.DataSpec, folder: Path):
 
 def reference_density(family, spec: data_lib.DataSpec, folder: Path, vocab=None) -> float | None:
     """Notes per beat of the held-out (else the training) pieces as the family writes music:
-    what the floors hold a sample's density against."""
+    what the floors hold a sample's density against; None without an encoded data folder."""
     from evaluation import metrics as mm
 
+    if not (folder / "meta.json").is_file():
+        return None
     splits = dataset.load_meta(folder)["splits"]
     split = "validation" if splits["validation"] else "train"
     pieces = [p for p in family.split_pieces(folder, split, spec, vocab) if len(p)]
@@ -89,6 +91,9 @@ def fit(config: Config, spec: data_lib.DataSpec, job: Path, train, val=None,
         keras.callbacks.TensorBoard(str(logs), histogram_freq=1, update_freq="epoch"),
         composer_callbacks.HParamsLogger(logs, {"model": config.model, **config.hparams,
                                                 "representation": config.representation,
+                                                "encoding": config.encoding,
+                                                "steps_per_quarter": config.steps_per_quarter,
+                                                "augment": config.augment,
                                                 "seq_len": config.seq_len,
                                                 "batch_size": config.batch_size}),
     ]
@@ -96,7 +101,8 @@ def fit(config: Config, spec: data_lib.DataSpec, job: Path, train, val=None,
         cbs.append(composer_callbacks.SampleCallback(
             family, spec, family.primer((val or (x, y))[0]), job / "samples", logs, vocab=vocab,
             every=config.sample_every, steps=config.sample_steps, seq_len=config.seq_len,
-            seed=config.seed, density=reference_density(family, spec, job / "data", vocab)))
+            seed=config.seed,  # the data folder that trainer.task links into the job
+            density=reference_density(family, spec, job / "data", vocab)))
     (job / "checkpoints").mkdir(parents=True, exist_ok=True)
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=cbs,
                         shuffle=False,  # the dataset shuffles itself

@@ -6,11 +6,12 @@ start-of-sequence frame, writes the next window frame by frame; a classifier (De
 1 - ratio a decoder input is the model's own frame (two-pass scheduled sampling), and the ratio
 decays over epochs (`TeacherForcingSchedule`). That frame is, by default (`own=threshold`, the
 seed's rule), the keys above `threshold`, which for a calibrated model are few (most of its own
-inputs are silence); `own=draw` draws it as composing does (`draw_frame`), so training feeds
-the decoder what it reads when it composes. Measured at the budget (QUALITY.md), `own=draw`
-lifts the overall overlap (0.71 to 0.75) and the groove, but the samples still hold one chord
-and its notes are shorter (note-length overlap 0.11 to 0.07), and the held-out NLL is worse
-(7.09 to 7.51 nats a frame), so the seed's rule stays the default.
+inputs are silence); `own=draw` draws it from the same logits as composing draws its frames
+(`draw_frame`), so the decoder reads frames like those it will read when it composes.
+Measured at the budget (QUALITY.md), `own=draw` lifts the overall overlap (0.71 to 0.75) and
+the groove, but the samples still hold one chord, its notes are shorter (note-length overlap
+0.11 to 0.07) and the held-out NLL is worse (7.09 to 7.51 nats a frame), so the seed's rule
+stays the default.
 
 Independent draws of each key sound far more keys than a chorale frame has (with the seed's
 focal loss, whose probabilities are not calibrated, 12 a frame where chorales have 4).
@@ -74,6 +75,8 @@ class Seq2Seq(keras.Model):
         super().__init__(**kwargs)
         if cell not in ("lstm", "gru"):
             raise ValueError(f"seq2seq: cell must be lstm or gru, not {cell!r}")
+        if own not in CHOICES["own"]:
+            raise ValueError(f"seq2seq: own must be draw or threshold, not {own!r}")
         self.keys, self.cell, self.num_layers, self.units = keys, cell, layers, units
         self.dense_units, self.dropout_rate, self.threshold = dense, dropout, threshold
         self.draw, self.own = draw, own

@@ -69,6 +69,19 @@ def submit(batcher, model, inputs, key="k"):
                        frozenset({"tokens"}), cost=steps)
 
 
+def wait_until(condition, seconds: float = 10.0) -> None:
+    """Polls `condition` until it holds or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def submit_by(batcher, model, inputs, deadline: float):
+    """`submit` with the caller's deadline, `deadline` seconds from now."""
+    return batcher.run(QUEUE, "k", model, inputs, len(inputs["x"]), 3, frozenset({"tokens"}),
+                       3, time.monotonic() + deadline)
+
+
 def concurrently(batcher, model, requests, key="k"):
     """Each request from its own thread, all started together; its outputs or its error."""
     start = threading.Barrier(len(requests))
@@ -227,13 +240,9 @@ def test_a_request_whose_deadline_passed_in_the_queue_is_not_run(make_batcher):
     model = FakeModel(gate)
     with ThreadPoolExecutor(2) as pool:
         running = pool.submit(submit, batcher, model, request([1]))
-        deadline = time.monotonic() + 10
-        while not model.calls and time.monotonic() < deadline:
-            time.sleep(0.01)
-        late = pool.submit(batcher.run, QUEUE, "k", model, request([2]), 1, 3,
-                           frozenset({"tokens"}), 3, time.monotonic() + 0.05)
-        while batcher.depths() != {QUEUE: 1} and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: model.calls)
+        late = pool.submit(submit_by, batcher, model, request([2]), 0.05)
+        wait_until(lambda: batcher.depths() == {QUEUE: 1})
         time.sleep(0.1)  # its deadline passes while the first request runs
         gate.set()
         assert running.result()["y"].tolist() == [2]
@@ -249,15 +258,10 @@ def test_of_a_merged_batch_only_the_requests_still_awaited_run(make_batcher):
     model = FakeModel(gate)
     with ThreadPoolExecutor(3) as pool:
         running = pool.submit(submit, batcher, model, request([1]))
-        deadline = time.monotonic() + 10
-        while not model.calls and time.monotonic() < deadline:
-            time.sleep(0.01)
-        late = pool.submit(batcher.run, QUEUE, "k", model, request([2]), 1, 3,
-                           frozenset({"tokens"}), 3, time.monotonic() + 0.05)
-        live = pool.submit(batcher.run, QUEUE, "k", model, request([3, 4]), 2, 3,
-                           frozenset({"tokens"}), 3, time.monotonic() + 60)
-        while batcher.depths() != {QUEUE: 2} and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: model.calls)
+        late = pool.submit(submit_by, batcher, model, request([2]), 0.05)
+        live = pool.submit(submit_by, batcher, model, request([3, 4]), 60)
+        wait_until(lambda: batcher.depths() == {QUEUE: 2})
         time.sleep(0.1)
         gate.set()
         running.result()

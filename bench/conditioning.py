@@ -6,10 +6,10 @@ in one run.
   scale (major, or natural minor), with the key set and without it (same primers, same seeds);
 - density: for each requested density, the note events per grid step of the samples.
 
-    python bench/conditioning.py [--model saved_models/lstm_condition] [--samples 10]
+    python bench/conditioning.py [--model saved_models/lstm] [--samples 10]
 
 Without --model (or when the folder is missing) it trains one first: `lstm` 2 x 256 with
-`--hparams condition=true`, 15 epochs on the Bach chorales (about 5 minutes on 2 cores).
+its default condition, 15 epochs on the Bach chorales (about 5 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def main() -> None:
     if not Path(args.model).exists():
         model = Path(args.model)
         subprocess.run([sys.executable, "-m", "trainer.task", "--model", "lstm", "--epochs", "15",
-                        "--hparams", "layers=2,units=256,condition=true", "--job-dir",
+                        "--hparams", "layers=2,units=256", "--job-dir",
                         str(model.parent.parent / "job"), "--export-dir", str(model.parent),
                         "--export-name", model.name, "--sample-every", "0"], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -25,7 +25,6 @@ from trainer.models import MODELS  # noqa: E402
 # row name → (family, trainer.task flags beyond the family's budget): one row per family, and
 # the documented variants
 ROWS = {name: (name, ()) for name in MODELS if MODELS[name].generates} | {
-    "lstm_condition": ("lstm", ("--hparams", "condition=true")),
     "wgan_gp_dcrnn": ("wgan_gp", ("--hparams", "generator=dcrnn")),
 }
 

@@ -552,7 +552,8 @@ def test_log_likelihood_of_a_conditional_notes_model(zoo):
 def unconditional_meta(zoo):
     """The metadata of an unconditional lstm (built, not trained: metadata only)."""
     t = zoo("lstm", "notes")
-    hp = {**MODELS["lstm"].defaults, "units": 8, "layers": 1, "dense": 8, "embedding": 8}
+    hp = {**MODELS["lstm"].defaults, "units": 8, "layers": 1, "dense": 8, "embedding": 8,
+          "condition": False}
     model = MODELS["lstm"].build(t.spec, hp, SEQ_LEN)
     meta = export.module_for(model, "lstm", t.spec, SEQ_LEN, t.vocab).metadata_values()
     assert meta["conditional"] == 0
@@ -631,7 +632,8 @@ def test_generate_cli_bad_key_or_density_is_one_line(zoo, tmp_path, capsys, flag
 
 def test_generate_cli_key_for_an_unconditional_model_is_one_line(tmp_path, capsys, zoo):
     t = zoo("lstm", "notes")
-    hp = {**MODELS["lstm"].defaults, "units": 8, "layers": 1, "dense": 8, "embedding": 8}
+    hp = {**MODELS["lstm"].defaults, "units": 8, "layers": 1, "dense": 8, "embedding": 8,
+          "condition": False}
     model = MODELS["lstm"].build(t.spec, hp, SEQ_LEN)
     path = export.export(model, "lstm", t.spec, SEQ_LEN, tmp_path / "exports", vocab=t.vocab)
     primer_path = write_midi_file(tmp_path / "primer.mid", [MELODY, BASS])

@@ -125,11 +125,11 @@ def _summary(piece) -> dict:
             "bounds": len(bars.bar_bounds(piece))}
 
 
-def _serve(conn, budget: int) -> None:
-    """Reads (suffix, bytes, options) cases until the pipe closes; answers (status, path, value)."""
+def _serve(conn, budget: int, folder: Path) -> None:
+    """Reads (suffix, bytes, options) cases until the pipe closes, each written to a file in
+    `folder`; answers (status, path, value)."""
     import music21.converter  # noqa: F401  (loaded before the limit, as in a long run)
 
-    folder = Path(tempfile.mkdtemp(prefix="fuzz-"))
     resource.setrlimit(resource.RLIMIT_AS, (_address_space() + budget,) * 2)
     while True:
         try:
@@ -150,10 +150,10 @@ def _serve(conn, budget: int) -> None:
 
 class Worker:
     """A spawned process importing the readers but not TensorFlow; restarted if it dies or runs
-    over time."""
+    over time. It writes each case to a file in `folder`."""
 
-    def __init__(self):
-        self.process = self.conn = None
+    def __init__(self, folder: Path):
+        self.folder, self.process, self.conn = folder, None, None
 
     def read(self, suffix: str, data: bytes, options: ReadOptions = LIMITS) -> tuple:
         wait = CASE_SECONDS
@@ -161,7 +161,8 @@ class Worker:
             wait += 60  # the imports
             context = multiprocessing.get_context("spawn")
             self.conn, child = context.Pipe()
-            self.process = context.Process(target=_serve, args=(child, CASE_BUDGET), daemon=True)
+            self.process = context.Process(target=_serve, args=(child, CASE_BUDGET, self.folder),
+                                           daemon=True)
             self.process.start()
             child.close()
         self.conn.send((suffix, data, options))
@@ -189,8 +190,8 @@ class Worker:
 
 
 @pytest.fixture(scope="module")
-def worker():
-    w = Worker()
+def worker(tmp_path_factory):
+    w = Worker(tmp_path_factory.mktemp("fuzz"))
     yield w
     w.stop()
 

@@ -388,14 +388,14 @@ class Studio:
             if len(session.history) < 2:
                 raise InputError("undo: nothing to undo")
             session.history = session.history[:-1]
-            return self._view(session, session.history[-1])
+            return self._view(session, session.head)
 
     def current(self, sid) -> dict:
         session = self.session(sid)
         with session.lock:
-            if not session.history:
+            if session.head is None:
                 return {"session": session.id}
-            return self._view(session, session.history[-1])
+            return self._view(session, session.head)
 
     def _view(self, session: Session, state: dict) -> dict:
         piece, rev = state["piece"], state["rev"]

@@ -145,12 +145,9 @@ def test_an_open_batch_takes_requests_while_the_threads_are_busy(make_batcher):
     model = FakeModel(gate)
     with ThreadPoolExecutor(4) as pool:
         first = pool.submit(submit, batcher, model, request([1]))
-        deadline = time.monotonic() + 10
-        while not model.calls and time.monotonic() < deadline:  # the one thread is busy
-            time.sleep(0.01)
+        wait_until(lambda: model.calls)  # the one thread is busy
         rest = [pool.submit(submit, batcher, model, request([k])) for k in (2, 3, 4)]
-        while batcher.depths().get(QUEUE) != 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: batcher.depths().get(QUEUE) == 3)
         gate.set()
         assert first.result()["y"].tolist() == [2]
         assert [f.result()["y"].tolist() for f in rest] == [[4], [6], [8]]
@@ -195,12 +192,9 @@ def test_a_full_queue_refuses_at_once(make_batcher):
     model = FakeModel(gate)
     with ThreadPoolExecutor(2) as pool:
         running = pool.submit(submit, batcher, model, request([1]))
-        deadline = time.monotonic() + 10
-        while not model.calls and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: model.calls)
         waiting = pool.submit(submit, batcher, model, request([2]))
-        while batcher.depths() != {QUEUE: 1} and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: batcher.depths() == {QUEUE: 1})
         began = time.monotonic()
         with pytest.raises(ServingError) as info:
             submit(batcher, model, request([3]))
@@ -225,9 +219,7 @@ def test_close_runs_the_requests_waiting_and_refuses_new_ones():
     model = FakeModel()
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(submit, batcher, model, request([4]))
-        deadline = time.monotonic() + 10
-        while not batcher.depths().get(QUEUE) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: batcher.depths().get(QUEUE))
         batcher.close()
         assert waiting.result()["y"].tolist() == [8]
     with pytest.raises(ServingError, match="stopping") as info:

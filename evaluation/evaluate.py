@@ -28,6 +28,7 @@ from preprocessing.readers import ReadOptions, expand_inputs
 from serving import contract
 from serving.composer import Composer
 from serving.errors import ComposerError
+from serving.quiet import quiet_tensorflow
 
 SPLITS = ("all", "train", "validation", "test")
 
@@ -286,6 +287,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ logs")
     args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
     try:
         composer = Composer(args.model, version=args.version)
         heldout = load_pieces(args.data, args.data_split, args.limit)

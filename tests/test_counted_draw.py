@@ -63,7 +63,7 @@ def test_fit_calibrates_the_count_on_the_validation_frames():
     """After each epoch, count_scale = the validation frames' keys / the model's expected keys,
     as the history logs them; independent draws keep count_scale out of the way."""
     spec = DataSpec("pianoroll", keys=KEYS)
-    hp = {**MODELS["seq2seq"].defaults, "units": 8, "layers": 1, "dense": 8}
+    hp = {**MODELS["seq2seq"].defaults, "units": 8, "layers": 1, "dense": 8, "head": "keys"}
     model = MODELS["seq2seq"].build(spec, hp, 6)
     rng_ = np.random.default_rng(2)
     frames = (rng_.random((24, 12, KEYS)) < 0.05).astype(np.float32)
@@ -82,7 +82,8 @@ def test_scheduled_sampling_feeds_the_decoder_frames_drawn_as_composing_draws_th
     (`own=draw`: 4-5 keys where every key has p 0.047) or thresholded at 0.5 (the seed's
     rule: silence, which is not what it reads when it composes)."""
     spec = DataSpec("pianoroll", keys=KEYS)
-    hp = {**MODELS["seq2seq"].defaults, "units": 8, "layers": 1, "dense": 8, "own": own}
+    hp = {**MODELS["seq2seq"].defaults, "units": 8, "layers": 1, "dense": 8, "own": own,
+          "head": "keys"}
     model = MODELS["seq2seq"].build(spec, hp, 6)
     kernel, bias = model.logits.get_weights()
     model.logits.set_weights([np.zeros_like(kernel), np.full_like(bias, -3.0)])
@@ -90,10 +91,10 @@ def test_scheduled_sampling_feeds_the_decoder_frames_drawn_as_composing_draws_th
     model.optimizer.learning_rate.assign(0.0)  # the probabilities stay where they were set
     seen, decode = [], model.decode
 
-    def spy(inputs, states, training=False):
+    def spy(inputs, states, training=False, target=None):
         if training:
             seen.append(np.asarray(inputs))
-        return decode(inputs, states, training)
+        return decode(inputs, states, training, target)
 
     model.decode, model.run_eagerly = spy, True
     frames = np.ones((4, 12, KEYS), np.float32)  # the data's frames: every key on

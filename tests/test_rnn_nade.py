@@ -17,7 +17,7 @@ from tests.zoo import TINY, hparams_flag
 from trainer import data as data_lib
 from trainer import export
 from trainer.config import Config
-from trainer.models import MODELS, rnn_nade
+from trainer.models import MODELS, nade, rnn_nade
 
 SEQ_LEN = 8
 
@@ -39,7 +39,7 @@ def loop_log_likelihood(b, c, W, V, v) -> float:
 def test_all_keys_at_once_equal_the_sum_of_key_conditionals():
     keys, hidden = 12, 5
     generator = np.random.default_rng(0)
-    layer = rnn_nade.NADE(hidden)
+    layer = nade.NADE(hidden)
     b = generator.normal(size=(2, 3, keys)).astype(np.float32)
     c = generator.normal(size=(2, 3, hidden)).astype(np.float32)
     v = (generator.random((2, 3, keys)) < 0.4).astype(np.float32)
@@ -52,7 +52,7 @@ def test_all_keys_at_once_equal_the_sum_of_key_conditionals():
                           for t in range(3)] for i in range(2)])
     np.testing.assert_allclose(at_once, expected, rtol=1e-5, atol=1e-4)
     # the loss: NLL per frame, summed over keys, averaged over frames
-    loss = float(rnn_nade.nade_nll(tf.constant(v), tf.constant(logits)))
+    loss = float(nade.nade_nll(tf.constant(v), tf.constant(logits)))
     np.testing.assert_allclose(loss, -expected.mean(), rtol=1e-5)
 
 
@@ -65,7 +65,7 @@ def test_padding_frames_are_left_out_of_the_loss():
     y[:, :2] = data_lib.PAD
     logits = model(x)
     nll = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(x[:, 1:], logits), -1).numpy()
-    loss = float(rnn_nade.nade_nll(tf.constant(y), logits))
+    loss = float(nade.nade_nll(tf.constant(y), logits))
     np.testing.assert_allclose(loss, nll[0, 2:].mean(), rtol=1e-6)
 
 

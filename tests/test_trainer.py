@@ -433,6 +433,7 @@ def test_family_builds_trains_a_step_and_saves(name, rep, encoding, datasets, tm
         # decoder input: a start frame (flag only), then the targets shifted right
         assert xb["decoder"][:, 0].tolist() == [[0.0] * keys + [1.0]] * 4
         np.testing.assert_array_equal(xb["decoder"][:, 1:, :keys], yb[:, :-1])
+        np.testing.assert_array_equal(xb["target"], yb)  # what the NADE head reads
         assert tuple(out.shape) == (4, SEQ_LEN, keys)
     elif name == "rnn_nade":  # reads L + 1 frames, scores the last L (a silent frame first)
         assert xb.shape == (4, SEQ_LEN + 1, keys) and tuple(out.shape) == (4, SEQ_LEN, keys)

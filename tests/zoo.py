@@ -39,7 +39,7 @@ TINY = {
     "bilstm": dict(units=16, layers=1, dense=16, learning_rate=1e-2),
     "attention_lstm": dict(units=16, dense=16, attention_units=8, condition=False,
                            attention_width=ATTENTION_WIDTH, learning_rate=1e-2),
-    "seq2seq": dict(units=16, layers=1, dense=16, learning_rate=1e-2),
+    "seq2seq": dict(units=16, layers=1, dense=16, nade_hidden=8, learning_rate=1e-2),
     "midinet": dict(noise=8, filters=8),
     "vae": dict(latent=4, units=8),
     "wgan_gp": dict(noise=4, filters=8, critic_steps=1),

@@ -1,12 +1,11 @@
 """`rnn_nade`: an LSTM over frames sets the biases of a NADE over the next frame's keys (low to
-high), an exact likelihood (Boulanger-Lewandowski, Bengio, Vincent, ICML 2012).
+high), an exact likelihood (Boulanger-Lewandowski, Bengio, Vincent, ICML 2012; `nade`).
 
 Training is teacher-forced: the model reads a window of L + 1 frames and returns, for each of the
 last L, every key's logit given the frames before it and the keys below it in the same frame
 (the NADE's conditionals, computed for all keys at once), so the frame's exact NLL is the sum
-over keys of their binary cross-entropies. NADE: h_k = sigmoid(c + W[:, :k] v_<k),
-p(v_k = 1) = sigmoid(b_k + V_k . h_k), with b and c from the LSTM (Dense layers) and W, V shared.
-Onset-sustain frames are 176 values, drawn in their order (onsets, then holds).
+over keys of their binary cross-entropies. The NADE's biases b and c come from the LSTM (Dense
+layers). Onset-sustain frames are 176 values, drawn in their order (onsets, then holds).
 """
 
 from __future__ import annotations
@@ -14,13 +13,13 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import ops
 
 from preprocessing import dataset, pianoroll
 from trainer import data as data_lib
 from trainer import decoders, rng
 from trainer.data import DataSpec
 from trainer.export.base import Exported, keep_rows, signature
+from trainer.models import nade
 
 REPRESENTATIONS = ("pianoroll",)
 DEFAULTS = dict(layers=1, units=256, nade_hidden=150, dropout=0.3, learning_rate=2e-3)
@@ -32,46 +31,7 @@ EPOCHS = 20
 MINUTES = 20
 
 
-@keras.saving.register_keras_serializable("composer")
-class NADE(keras.layers.Layer):
-    """Teacher-forced NADE conditionals: [b [.., K], c [.., H], v [.., K]] → logits [.., K] of
-    p(v_k = 1 | v_<k), every key at once."""
-
-    def __init__(self, hidden: int, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden = hidden
-
-    def build(self, input_shape):
-        keys = input_shape[0][-1]
-        self.W = self.add_weight(shape=(self.hidden, keys), initializer="glorot_uniform",
-                                 name="W")
-        self.V = self.add_weight(shape=(keys, self.hidden), initializer="glorot_uniform",
-                                 name="V")
-
-    def call(self, inputs):
-        b, c, v = inputs
-        keys = ops.shape(self.V)[0]
-        below = ops.tril(ops.ones((keys, keys), v.dtype), -1)  # [k, j]: 1 where j < k
-        # a_k = c + W[:, :k] v_<k for every k at once: a matmul (faster than a cumsum on CPUs)
-        a = c[..., None, :] + ops.matmul(v[..., None, :] * below, ops.transpose(self.W))
-        return b + ops.sum(ops.sigmoid(a) * self.V, axis=-1)
-
-    def get_config(self):
-        return {**super().get_config(), "hidden": self.hidden}
-
-
-@keras.saving.register_keras_serializable("composer")
-def nade_nll(y_true, y_pred):
-    """Exact NLL in nats per frame (summed over keys), averaged over the frames that are not
-    padding (targets `data.PAD`)."""
-    y_true = ops.cast(y_true, y_pred.dtype)
-    real = ops.cast(y_true[..., 0] >= 0, y_pred.dtype)
-    nll = ops.sum(ops.binary_crossentropy(ops.maximum(y_true, 0.0), y_pred, from_logits=True),
-                  axis=-1)
-    return ops.sum(nll * real) / ops.maximum(ops.sum(real), 1.0)
-
-
-CUSTOM_OBJECTS = {"NADE": NADE, "nade_nll": nade_nll}
+CUSTOM_OBJECTS = nade.CUSTOM_OBJECTS
 
 
 def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
@@ -83,9 +43,9 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
         hidden = keras.layers.Dropout(hp["dropout"])(hidden)
     b = keras.layers.Dense(spec.keys, name="visible_bias")(hidden)
     c = keras.layers.Dense(hp["nade_hidden"], name="hidden_bias")(hidden)
-    logits = NADE(hp["nade_hidden"], name="nade")([b, c, frames[:, 1:]])
+    logits = nade.NADE(hp["nade_hidden"], name="nade")([b, c, frames[:, 1:]])
     model = keras.Model(frames, logits, name="rnn_nade")
-    model.compile(keras.optimizers.Adam(hp["learning_rate"]), loss=nade_nll)
+    model.compile(keras.optimizers.Adam(hp["learning_rate"]), loss=nade.nade_nll)
     return model
 
 
@@ -100,20 +60,9 @@ def make_arrays(folder, split: str, spec: DataSpec, config):
 
 
 def _layers(model):
-    nade = model.get_layer("nade")
     lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
-    return lstms, model.get_layer("visible_bias"), model.get_layer("hidden_bias"), nade
-
-
-def draw_frame(b, c, W, V, temperature: float, threshold: float, u) -> np.ndarray:
-    """One frame in NumPy, key by key: b [K], c [H], W [H, K], V [K, H], uniforms u [K]."""
-    a, v = np.asarray(c, np.float32).copy(), np.zeros(len(b), np.float32)
-    for k in range(len(b)):
-        h = 1 / (1 + np.exp(-a))
-        p = 1 / (1 + np.exp(-(b[k] + np.sum(h * V[k])) / np.float32(temperature)))
-        v[k] = (np.float32(threshold) if threshold > 0 else u[k]) < p
-        a = a + W[:, k] * v[k]
-    return v
+    return (lstms, model.get_layer("visible_bias"), model.get_layer("hidden_bias"),
+            model.get_layer("nade"))
 
 
 def sample(model, spec: DataSpec, primer, steps: int, temperature: float = 1.0, seed: int = 0,
@@ -124,16 +73,16 @@ def sample(model, spec: DataSpec, primer, steps: int, temperature: float = 1.0, 
     Returns:
         The new frames [steps, keys].
     """
-    _, vb, hb, nade = _layers(model)
+    _, vb, hb, layer = _layers(model)
     biases = keras.Model(model.input, [vb.output, hb.output])
-    W, V = (np.asarray(keras.ops.convert_to_numpy(w)) for w in (nade.W, nade.V))
+    W, V = (np.asarray(keras.ops.convert_to_numpy(w)) for w in (layer.W, layer.V))
     seq = list(np.asarray(primer, np.float32))
     seeds = np.asarray([seed], np.int64)
     for i in range(steps):
         silent = [np.zeros(spec.keys, np.float32)]  # before the piece, as in training
         history = np.asarray(silent + seq + silent)[None]  # + the frame to draw
         b, c = (np.asarray(t)[0, -1] for t in biases(history, training=False))
-        seq.append(draw_frame(b, c, W, V, temperature, threshold,
+        seq.append(nade.draw_frame(b, c, W, V, temperature, threshold,
                               rng.uniform_np(seeds, i, 0, spec.keys)[0]))
     return np.asarray(seq[len(primer):])
 
@@ -150,8 +99,7 @@ class NADEExport(Exported):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.lstms, self.visible_bias, self.hidden_bias, nade = _layers(self.model)
-        self.W, self.V = nade.W, nade.V
+        self.lstms, self.visible_bias, self.hidden_bias, self.nade = _layers(self.model)
 
     def main_specs(self) -> list:
         return self.roll_generate_specs()
@@ -174,20 +122,6 @@ class NADEExport(Exported):
             new.append((hh, cc))
         return (self.visible_bias(h), self.hidden_bias(h)), new
 
-    def _draw(self, b, c, temperature, cut, columns, rows):
-        """A frame [B, K] from the NADE, key by key (unrolled; per key one update of a, no
-        matmul). A key is on where its probability passes `cut` [B, K]: a uniform draw, or
-        the threshold. Keys stay [B, 1]: fewer ops to build and run."""
-        a, keys, last = c, [], tf.constant(-1)
-        for b_k, cut_k, w_k, v_k in zip(tf.split(b, self.spec.keys, 1),
-                                        tf.split(cut, self.spec.keys, 1), columns, rows):
-            p = tf.sigmoid((b_k + tf.reduce_sum(tf.sigmoid(a) * v_k, last, keepdims=True))
-                           / temperature)
-            on = tf.cast(cut_k < p, tf.float32)
-            a = a + w_k * on
-            keys.append(on)
-        return tf.concat(keys, 1)
-
     @tf.autograph.experimental.do_not_convert  # explicit loops: converting only costs time
     def _generate(self, primer, num_steps, temperature, threshold, seed):
         batch, length = tf.shape(primer)[0], tf.shape(primer)[1] + 1
@@ -208,14 +142,13 @@ class NADEExport(Exported):
             _, biases, state = tf.while_loop(lambda t, *_: t < length, feed,
                                              (0, biases, state))
             steps = tf.reduce_max(num_steps)
-            columns = tf.split(tf.transpose(self.W), self.spec.keys)  # W[:, k] as [1, H]
-            rows = tf.split(tf.convert_to_tensor(self.V), self.spec.keys)
+            weights = nade.split_weights(self.nade)
 
             def body(i, biases, state, out):
                 u = rng.uniform_tf(seed, i, 0, self.spec.keys)
-                x = self._draw(*biases, temperature[:, None],
-                               tf.where(threshold[:, None] > 0, threshold[:, None], u),
-                               columns, rows)
+                x, _ = nade.draw_keys(*biases, temperature[:, None],
+                                      tf.where(threshold[:, None] > 0, threshold[:, None], u),
+                                      weights)
                 biases, state = self._step(x, state)
                 return i + 1, biases, state, out.write(i, x)
 

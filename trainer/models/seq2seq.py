@@ -21,6 +21,11 @@ count, which `CountCalibration` sets after every epoch, the keys drawn in propor
 odds (`decoders.counted`); `draw=independent` draws each key on its own. The default loss is
 the plain binary cross-entropy, whose probabilities are calibrated: with the focal loss the
 odds of the keys that should stay off were high enough to scatter notes over the whole range.
+
+`head=nade` replaces the classifier with `rnn_nade`'s joint frame model (`nade`): the decoder's
+outputs set the biases of a NADE over the frame's keys, low to high, trained on the frame's
+exact likelihood (teacher-forced: each key given the true keys below it) and drawn key by key
+when composing, so a frame's keys are chosen together instead of each on its own or by count.
 """
 
 from __future__ import annotations
@@ -35,14 +40,15 @@ from trainer import data as data_lib
 from trainer import decoders, losses, metrics, rng, sampling
 from trainer.data import DataSpec
 from trainer.export.base import Exported, keep_rows, signature
+from trainer.models import nade
 
 REPRESENTATIONS = ("pianoroll",)
 CHOICES = {"cell": ("lstm", "gru"), "loss": ("bce", "focal"), "draw": ("count", "independent"),
-           "own": ("draw", "threshold")}
+           "own": ("draw", "threshold"), "head": ("keys", "nade")}
 DEFAULTS = dict(cell="lstm", layers=2, units=256, dense=256, dropout=0.5, learning_rate=1e-3,
                 loss="bce", alpha=0.75, gamma=2.0, threshold=0.5, teacher_forcing=1.0,
                 teacher_forcing_decay=0.9, teacher_forcing_floor=0.25, draw="count",
-                own="threshold")
+                own="threshold", head="keys", nade_hidden=150)
 # two-bar windows in batches of 16: 4 times the updates an epoch of 64-frame windows in 64s
 TRAINING = dict(seq_len=32, batch_size=16)
 EPOCHS = 12
@@ -50,11 +56,13 @@ MINUTES = 10
 
 
 def make_arrays(folder, split: str, spec: DataSpec, config):
-    """Windows of 2T frames: the first T feed the encoder, the last T are the targets."""
+    """Windows of 2T frames: the first T feed the encoder, the last T are the targets (which a
+    NADE head also reads: each key's conditional depends on the true keys below it)."""
     items = [pianoroll.to_frames(i) for i in dataset.load_split(folder, split)]
     w = data_lib.windows(items, 2 * config.seq_len, stride=config.seq_len)
     encoder, target = w[:, :config.seq_len], w[:, config.seq_len:]
-    return {"encoder": encoder, "decoder": decoder_inputs(target)}, target
+    x = {"encoder": encoder, "decoder": decoder_inputs(target)}
+    return ({**x, "target": target} if config.hparams["head"] == "nade" else x), target
 
 
 def decoder_inputs(target: np.ndarray) -> np.ndarray:
@@ -71,23 +79,29 @@ class Seq2Seq(keras.Model):
 
     def __init__(self, keys: int, cell: str = "lstm", layers: int = 2, units: int = 256,
                  dense: int = 256, dropout: float = 0.5, threshold: float = 0.5,
-                 draw: str = "count", own: str = "threshold", **kwargs):
+                 draw: str = "count", own: str = "threshold", head: str = "keys",
+                 nade_hidden: int = 150, **kwargs):
         super().__init__(**kwargs)
-        if cell not in ("lstm", "gru"):
-            raise ValueError(f"seq2seq: cell must be lstm or gru, not {cell!r}")
-        if own not in CHOICES["own"]:
-            raise ValueError(f"seq2seq: own must be draw or threshold, not {own!r}")
+        for name, value in (("cell", cell), ("own", own), ("head", head)):
+            if value not in CHOICES[name]:
+                raise ValueError(f"seq2seq: {name} must be {' or '.join(CHOICES[name])}, "
+                                 f"not {value!r}")
         self.keys, self.cell, self.num_layers, self.units = keys, cell, layers, units
         self.dense_units, self.dropout_rate, self.threshold = dense, dropout, threshold
-        self.draw, self.own = draw, own
+        self.draw, self.own, self.head, self.nade_hidden = draw, own, head, nade_hidden
         rnn = keras.layers.LSTM if cell == "lstm" else keras.layers.GRU
         self.encoder = [rnn(units, return_sequences=True, return_state=True, name=f"encoder_{i}")
                         for i in range(layers)]
         self.decoder = [rnn(units, return_sequences=True, return_state=True, name=f"decoder_{i}")
                         for i in range(layers)]
-        self.hidden = keras.layers.Dense(dense, activation="relu", name="classifier")
         self.dropout = keras.layers.Dropout(dropout)
-        self.logits = keras.layers.Dense(keys, name="frame")
+        if head == "nade":
+            self.visible_bias = keras.layers.Dense(keys, name="visible_bias")
+            self.hidden_bias = keras.layers.Dense(nade_hidden, name="hidden_bias")
+            self.nade = nade.NADE(nade_hidden, name="nade")
+        else:
+            self.hidden = keras.layers.Dense(dense, activation="relu", name="classifier")
+            self.logits = keras.layers.Dense(keys, name="frame")
         self.teacher_forcing = self.add_weight(shape=(), initializer="ones", trainable=False,
                                                name="teacher_forcing")
         self.count_scale = self.add_weight(shape=(), initializer="ones", trainable=False,
@@ -101,17 +115,30 @@ class Seq2Seq(keras.Model):
             states.append(state)
         return states
 
-    def decode(self, inputs, states, training=False):
-        """Logits for decoder inputs from `states`; returns (logits, new states)."""
+    def decode(self, inputs, states, training=False, target=None):
+        """Logits for decoder inputs from `states`; returns (logits, new states). A NADE head's
+        logits are each key's given the keys below it in `target` (the frames written)."""
+        h, new_states = self.run_decoder(inputs, states, training)
+        if self.head == "nade":
+            return self.nade([*self.biases(h, training), target]), new_states
+        return self.logits(self.dropout(self.hidden(h), training=training)), new_states
+
+    def run_decoder(self, inputs, states, training=False):
+        """The decoder stack's outputs for `inputs` from `states`: (outputs, new states)."""
         h, new_states = inputs, []
         for layer, state in zip(self.decoder, states):
             h, *state = layer(h, initial_state=state, training=training)
             new_states.append(state)
-        return self.logits(self.dropout(self.hidden(h), training=training)), new_states
+        return h, new_states
+
+    def biases(self, h, training=False):
+        """A NADE head's visible and hidden biases from decoder outputs."""
+        h = self.dropout(h, training=training)
+        return self.visible_bias(h), self.hidden_bias(h)
 
     def call(self, inputs, training=False):
         logits, _ = self.decode(inputs["decoder"], self.encode(inputs["encoder"], training),
-                                training)
+                                training, inputs.get("target"))
         return logits
 
     def train_step(self, data):
@@ -130,7 +157,7 @@ class Seq2Seq(keras.Model):
         own = tf.stop_gradient(decoder_inputs_tf(tf.cast(guess, y.dtype)))
         keep = tf.random.uniform(tf.shape(y)[:2])[..., None] < ratio
         keep = tf.concat([tf.ones_like(keep[:, :1]), keep[:, 1:]], axis=1)  # start frame stays
-        mixed = {"encoder": x["encoder"], "decoder": tf.where(keep, x["decoder"], own)}
+        mixed = {**x, "decoder": tf.where(keep, x["decoder"], own)}
         with tf.GradientTape() as tape:
             y_pred = self(mixed, training=True)
             loss = self.compute_loss(x=mixed, y=y, y_pred=y_pred)
@@ -144,17 +171,34 @@ class Seq2Seq(keras.Model):
         return {**super().get_config(), "keys": self.keys, "cell": self.cell,
                 "layers": self.num_layers, "units": self.units, "dense": self.dense_units,
                 "dropout": self.dropout_rate, "threshold": self.threshold, "draw": self.draw,
-                "own": self.own}
+                "own": self.own, "head": self.head, "nade_hidden": self.nade_hidden}
 
     def draw_frame(self, logits, temperature, threshold, u, u_count):
-        """Frames [B, keys] from key logits [B, keys], by the model's `draw` rule."""
-        if self.draw == "count":
+        """Frames [B, keys] from key logits [B, keys], by the model's `draw` rule (a NADE head's
+        teacher-forced conditionals: each key on its own)."""
+        if self.draw == "count" and self.head == "keys":
             return decoders.counted(logits, temperature, threshold, self.count_scale, u, u_count)
         return decoders.bernoulli(logits, temperature, threshold, u)
 
-    def draw_frame_np(self, logits, temperature, seeds, step):
-        """`draw_frame` for one row in NumPy, with the same `rng` streams."""
+    def next_frame(self, h, temperature, threshold, seed, step, weights=None):
+        """In the graph: the frames [B, keys] the decoder outputs h [B, units] write, drawn
+        with `rng` streams 0 (and 1: the count) of `step`; a NADE head draws key by key
+        (`weights`: `nade.split_weights`)."""
+        u = rng.uniform_tf(seed, step, 0, self.keys)
+        if self.head == "nade":
+            cut = tf.where(threshold[:, None] > 0, threshold[:, None], u)
+            return nade.draw_keys(*self.biases(h), temperature[:, None], cut, weights)[0]
+        return self.draw_frame(self.logits(self.hidden(h)), temperature, threshold, u,
+                               rng.uniform_tf(seed, step, 1, 1)[:, 0])
+
+    def next_frame_np(self, h, temperature, seeds, step):
+        """`next_frame` for one row in NumPy (h [units]), with the same `rng` streams."""
         u = rng.uniform_np(seeds, step, 0, self.keys)[0]
+        if self.head == "nade":
+            b, c = (np.asarray(t)[0] for t in self.biases(h[None]))
+            W, V = (keras.ops.convert_to_numpy(w) for w in (self.nade.W, self.nade.V))
+            return nade.draw_frame(b, c, W, V, temperature, 0.0, u)
+        logits = np.asarray(self.logits(self.hidden(h[None])))[0]
         if self.draw == "count":
             return sampling.counted(logits, temperature, 0.0, float(self.count_scale.numpy()), u,
                                     rng.uniform_np(seeds, step, 1, 1)[0, 0])
@@ -219,20 +263,23 @@ def sample(model, spec: DataSpec, primer: np.ndarray, steps: int, temperature: f
     frame = decoder_inputs(np.zeros((1, 1, spec.keys), np.float32))
     out = []
     for i in range(steps):
-        logits, states = model.decode(frame, states)
-        out.append(model.draw_frame_np(np.asarray(logits)[0, -1], temperature, seeds, i))
+        h, states = model.run_decoder(frame, states)
+        out.append(model.next_frame_np(np.asarray(h)[0, -1], temperature, seeds, i))
         frame = np.append(out[-1], 0.0).astype(np.float32)[None, None]
     return np.stack(out)
 
 
 def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     model = Seq2Seq(spec.keys, hp["cell"], hp["layers"], hp["units"], hp["dense"],
-                    hp["dropout"], hp["threshold"], hp["draw"], hp["own"], name="seq2seq")
-    model.compile(keras.optimizers.Adam(hp["learning_rate"]),
-                  loss=losses.roll_loss(hp["loss"], hp["alpha"], hp["gamma"]),
+                    hp["dropout"], hp["threshold"], hp["draw"], hp["own"], hp["head"],
+                    hp["nade_hidden"], name="seq2seq")
+    loss = nade.nade_nll if hp["head"] == "nade" else \
+        losses.roll_loss(hp["loss"], hp["alpha"], hp["gamma"])
+    model.compile(keras.optimizers.Adam(hp["learning_rate"]), loss=loss,
                   metrics=metrics.roll_metrics() + [keys_per_frame, expected_keys])
-    model({"encoder": np.zeros((1, seq_len or 4, spec.keys), np.float32),
-           "decoder": np.zeros((1, seq_len or 4, spec.keys + 1), np.float32)})
+    frames = np.zeros((1, seq_len or 4, spec.keys), np.float32)
+    model({"encoder": frames, "decoder": np.zeros((1, seq_len or 4, spec.keys + 1), np.float32),
+           "target": frames})
     return model
 
 
@@ -262,12 +309,11 @@ def generate(model, spec: DataSpec, primer, num_steps, temperature, threshold, s
                               (0, [zeros(layer) for layer in model.encoder]))
     frame = tf.concat([tf.zeros([batch, spec.keys]), tf.ones([batch, 1])], 1)  # start
     steps = tf.reduce_max(num_steps)
+    weights = nade.split_weights(model.nade) if model.head == "nade" else None
 
     def body(i, frame, states, out):
         h, states = run(model.decoder, frame, states)
-        x = model.draw_frame(model.logits(model.hidden(h)), temperature, threshold,
-                             rng.uniform_tf(seed, i, 0, spec.keys),
-                             rng.uniform_tf(seed, i, 1, 1)[:, 0])
+        x = model.next_frame(h, temperature, threshold, seed, i, weights)
         return i + 1, tf.concat([x, tf.zeros([batch, 1])], 1), states, out.write(i, x)
 
     *_, out = tf.while_loop(lambda i, *_: i < steps, body,
@@ -301,10 +347,15 @@ class Export(Exported):
     def _next(self, context):
         states = self.model.encode(context)
         start = tf.concat([tf.zeros_like(context[:, :1]), tf.ones_like(context[:, :1, :1])], -1)
-        logits, _ = self.model.decode(start, states)
-        return {"probs": tf.sigmoid(logits[:, -1])}
+        h, _ = self.model.run_decoder(start, states)
+        if self.model.head == "nade":  # along the frame drawn at threshold 0.5
+            b, c = self.model.biases(h[:, -1])
+            _, probs = nade.draw_keys(b, c, tf.ones_like(b[:, :1]), tf.fill(tf.shape(b), 0.5),
+                                      nade.split_weights(self.model.nade))
+            return {"probs": probs}
+        return {"probs": tf.sigmoid(self.model.logits(self.model.hidden(h[:, -1])))}
 
     def _likelihood(self, encoder, target):
-        logits = self.model({"encoder": encoder, "decoder": decoder_inputs_tf(target)},
-                            training=False)
+        logits = self.model({"encoder": encoder, "decoder": decoder_inputs_tf(target),
+                             "target": target}, training=False)
         return self.roll_nll(target, logits)

@@ -7,7 +7,10 @@ frame before (teacher-forced in training, its own draw when composing), as Music
 decoder that reads only the latent (`decoder=flat`) has to carry every note of the segment in
 it, and on the chorales its reconstruction stayed near the keys' marginals (11 nats a frame
 after 5 epochs). The KL weight `beta` (0.2, as MusicVAE's) and a free nat per latent dimension
-keep the latent in use beside the autoregressive decoder.
+keep the latent in use beside the autoregressive decoder. `head=nade` gives the decoder
+`rnn_nade`'s joint frame model (`nade`): its outputs set the biases of a NADE over the frame's
+keys, scored exactly (each key given the keys below it) and drawn key by key, where the default
+head draws a frame's keys together by their expected count.
 
 The loss is the reconstruction's Bernoulli NLL plus `beta` times the KL divergence, with `beta`
 annealed from 0 to its final value over `anneal_epochs` (one seed
@@ -27,11 +30,12 @@ from trainer import data as data_lib
 from trainer import decoders, rng
 from trainer.data import DataSpec
 from trainer.export.base import Exported, keep_rows, per_row, signature
+from trainer.models import nade
 
 REPRESENTATIONS = ("pianoroll",)
-CHOICES = {"decoder": ("autoregressive", "flat")}
+CHOICES = {"decoder": ("autoregressive", "flat"), "head": ("keys", "nade")}
 DEFAULTS = dict(latent=64, units=256, beta=0.2, anneal_epochs=4, free_bits=1.0, walk=0.5,
-                learning_rate=1e-3, decoder="autoregressive")
+                learning_rate=1e-3, decoder="autoregressive", head="keys", nade_hidden=150)
 TRAINING = dict(seq_len=32, batch_size=16)  # two-bar segments
 EPOCHS = 12
 MONITOR = "elbo"
@@ -48,13 +52,16 @@ class MusicVAE(keras.Model):
     """Encoder, decoder and the annealed ELBO, trained by `train_step`."""
 
     def __init__(self, keys=88, segment=64, latent=64, units=256, beta=1.0, free_bits=0.0,
-                 walk=0.5, decoder="autoregressive", **kwargs):
+                 walk=0.5, decoder="autoregressive", head="keys", nade_hidden=150, **kwargs):
         super().__init__(**kwargs)
-        if decoder not in CHOICES["decoder"]:
-            raise ValueError(f"vae: decoder must be autoregressive or flat, not {decoder!r}")
+        for name, value in (("decoder", decoder), ("head", head)):
+            if value not in CHOICES[name]:
+                raise ValueError(f"vae: {name} must be {' or '.join(CHOICES[name])}, "
+                                 f"not {value!r}")
         self.keys, self.segment, self.latent, self.units = keys, segment, latent, units
         self.final_beta, self.free_bits, self.walk = beta, free_bits, walk
         self.autoregressive = decoder == "autoregressive"
+        self.head, self.nade_hidden = head, nade_hidden
         self.beta = tf.Variable(0.0, trainable=False, name="beta")  # set by KLAnnealing
         self.encoder = layers.Bidirectional(layers.LSTM(units), name="encoder")
         self.mean = layers.Dense(latent, name="mean")
@@ -62,7 +69,12 @@ class MusicVAE(keras.Model):
         self.initial = [layers.Dense(units, activation="tanh", name=f"initial_{i}")
                         for i in ("h", "c")]
         self.decoder = layers.LSTM(units, return_sequences=True, name="decoder")
-        self.frame = layers.Dense(keys, name="frame")
+        if head == "nade":
+            self.visible_bias = layers.Dense(keys, name="visible_bias")
+            self.hidden_bias = layers.Dense(nade_hidden, name="hidden_bias")
+            self.nade = nade.NADE(nade_hidden, name="nade")
+        else:
+            self.frame = layers.Dense(keys, name="frame")
         self.trackers = {n: keras.metrics.Mean(name=n) for n in ("loss", "recon", "kl", "elbo")}
 
     def encode(self, frames):
@@ -72,13 +84,26 @@ class MusicVAE(keras.Model):
 
     def decode(self, z, frames=None):
         """Key logits [B, segment, keys] of latents [B, latent]; an autoregressive decoder reads
-        `frames` [B, segment, keys] shifted by one (teacher forcing)."""
+        `frames` [B, segment, keys] shifted by one (teacher forcing), and a NADE head gives
+        each key's logit given the keys below it in `frames`."""
         state = [dense(z) for dense in self.initial]
         steps = tf.repeat(z[:, None], self.segment, axis=1)
         if self.autoregressive:
             before = tf.pad(frames[:, :-1], [[0, 0], [1, 0], [0, 0]])
             steps = tf.concat([steps, before], -1)
-        return self.frame(self.decoder(steps, initial_state=state))
+        h = self.decoder(steps, initial_state=state)
+        if self.head == "nade":
+            return self.nade([self.visible_bias(h), self.hidden_bias(h), frames])
+        return self.frame(h)
+
+    def draw_frame(self, h, temperature, threshold, u, u_count, weights):
+        """A frame [B, keys] from decoder outputs h [B, units]: the NADE's keys one by one
+        (`weights`: `nade.split_weights`), or the keys' logits drawn together by count."""
+        if self.head == "nade":
+            cut = tf.where(threshold[:, None] > 0, threshold[:, None], u)
+            return nade.draw_keys(self.visible_bias(h), self.hidden_bias(h),
+                                  temperature[:, None], cut, weights)[0]
+        return decoders.counted(self.frame(h), temperature, threshold, 1.0, u, u_count)
 
     def draw(self, z, temperature, threshold, seed, step):
         """Frames [B, segment, keys] drawn from latents, with `rng` streams 0 and 1 of `step`.
@@ -88,17 +113,18 @@ class MusicVAE(keras.Model):
         can sound many more than the data's frames do, and one such frame read back in sends
         the rest of the segment further off.
         """
-        if not self.autoregressive:
+        if not self.autoregressive and self.head == "keys":
             return decoders.frames_of(self.decode(z), temperature, threshold, seed, step)
         u = tf.reshape(rng.uniform_tf(seed, step, 0, self.segment * self.keys),
                        [-1, self.segment, self.keys])
         u_count = rng.uniform_tf(seed, step, 1, self.segment)
         state = [dense(z) for dense in self.initial]
+        weights = nade.split_weights(self.nade) if self.head == "nade" else None
 
         def body(t, frame, state, out):
-            h, state = self.decoder.cell(tf.concat([z, frame], -1), state)
-            frame = decoders.counted(self.frame(h), temperature, threshold, 1.0, u[:, t],
-                                     u_count[:, t])
+            h, state = self.decoder.cell(
+                tf.concat([z, frame], -1) if self.autoregressive else z, state)
+            frame = self.draw_frame(h, temperature, threshold, u[:, t], u_count[:, t], weights)
             return t + 1, frame, list(state), out.write(t, frame)
 
         *_, out = tf.while_loop(
@@ -155,7 +181,8 @@ class MusicVAE(keras.Model):
         return {**super().get_config(), "keys": self.keys, "segment": self.segment,
                 "latent": self.latent, "units": self.units, "beta": self.final_beta,
                 "free_bits": self.free_bits, "walk": self.walk,
-                "decoder": "autoregressive" if self.autoregressive else "flat"}
+                "decoder": "autoregressive" if self.autoregressive else "flat",
+                "head": self.head, "nade_hidden": self.nade_hidden}
 
 
 def kl_per_dimension(mean, log_var):
@@ -197,7 +224,8 @@ def sample(model, spec: DataSpec, primer: np.ndarray, steps: int, temperature: f
 
 def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     model = MusicVAE(spec.keys, seq_len or 64, hp["latent"], hp["units"], hp["beta"],
-                     hp["free_bits"], hp["walk"], hp["decoder"], name="vae")
+                     hp["free_bits"], hp["walk"], hp["decoder"], hp["head"], hp["nade_hidden"],
+                     name="vae")
     model.compile(keras.optimizers.Adam(hp["learning_rate"]))
     model(np.zeros((1, seq_len or 64, spec.keys), np.float32))
     return model

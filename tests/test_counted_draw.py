@@ -1,5 +1,7 @@
-"""seq2seq's calibrated frame draw (`decoders.counted`): its NumPy twin, the count it sounds, and
-the calibration that `CountCalibration` learns from validation data during a real `fit`."""
+"""seq2seq's classifier head (`head=keys`) and its calibrated frame draw (`decoders.counted`): its
+NumPy twin, the count it sounds, the calibration that `CountCalibration` learns from validation
+data during a real `fit`, and the exported loop against the NumPy sampler. (The zoo's seq2seq
+has the default NADE head, which test_export checks.)"""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import decoders, rng, sampling
+from trainer import decoders, export, rng, sampling
 from trainer.data import DataSpec
 from trainer.models import MODELS, seq2seq
 
@@ -108,3 +110,26 @@ def test_scheduled_sampling_feeds_the_decoder_frames_drawn_as_composing_draws_th
         assert set(counts.ravel().tolist()) <= {np.floor(expected), np.floor(expected) + 1}
     else:
         assert not counts.any()
+
+
+@pytest.mark.parametrize("draw", ["count", "independent"])
+def test_the_exported_keys_head_draws_as_the_numpy_sampler(tmp_path, draw):
+    """The classifier head's `generate` loop, exported and loaded back, draws bit for bit what
+    `seq2seq.sample` draws step by step in NumPy."""
+    spec = DataSpec("pianoroll", keys=KEYS)
+    hp = {**MODELS["seq2seq"].defaults, "units": 8, "layers": 1, "dense": 8, "head": "keys",
+          "draw": draw}
+    model = MODELS["seq2seq"].build(spec, hp, 6)
+    frames = (np.random.default_rng(4).random((16, 12, KEYS)) < 0.05).astype(np.float32)
+    x = {"encoder": frames[:, :6], "decoder": seq2seq.decoder_inputs(frames[:, 6:])}
+    model.fit(x, frames[:, 6:], batch_size=8, epochs=1, verbose=0,
+              callbacks=MODELS["seq2seq"].callbacks(hp))
+    loaded = tf.saved_model.load(str(export.export(model, "seq2seq", spec, 6, tmp_path)))
+    for seed, temperature in ((3, 1.0), (4, 2.5)):
+        out = loaded.signatures["generate"](
+            primer=tf.constant(frames[:1, :6]), num_steps=tf.constant([10]),
+            temperature=tf.constant([temperature]), threshold=tf.constant([0.0]),
+            seed=tf.constant([seed], tf.int64))["frames"].numpy()[0]
+        expected = seq2seq.sample(model, spec, frames[0, :6], 10, temperature, seed)
+        assert 0 < expected.sum() < expected.size
+        np.testing.assert_array_equal(out, expected)

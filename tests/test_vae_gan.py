@@ -31,7 +31,7 @@ from serving.composer import Composer
 from tests.conftest import notes_of, two_voices, write_midi_file
 from tests.zoo import run_main
 from trainer import data as data_lib
-from trainer import generate, rng, task
+from trainer import export, generate, rng, task
 from trainer.config import Config
 from trainer.models import MODELS, vae, wgan_gp
 
@@ -789,3 +789,44 @@ def test_generate_cli_without_a_form(gans, corpus, tmp_path, capsys):
                         "--primer", str(corpus / "piece0.mid"), "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     assert len(read_file(out)[0]) > 0
+
+
+def test_a_nade_head_scores_each_key_given_the_keys_below_it(tmp_path):
+    """`head=nade`: the exported likelihood of a segment is, frame by frame, the NLL of its keys
+    one by one given the keys below them (the NADE's conditionals in a loop) at the posterior
+    mean, plus the KL spread over the frames; its blends and samples are draws by seed."""
+    keys, segment = 12, 8
+    spec = data_lib.DataSpec("pianoroll", keys=keys)
+    hp = {**MODELS["vae"].defaults, "latent": 4, "units": 8, "head": "nade", "nade_hidden": 6}
+    model = MODELS["vae"].build(spec, hp, segment)
+    frames = (np.random.default_rng(3).random((16, segment, keys)) < 0.3).astype(np.float32)
+    model.fit(frames, frames, batch_size=8, epochs=1, verbose=0,
+              callbacks=MODELS["vae"].callbacks(hp))
+    loaded = tf.saved_model.load(str(export.export(model, "vae", spec, segment, tmp_path)))
+    nll = loaded.signatures["log_likelihood"](frames=tf.constant(frames[:2]))["nll"].numpy()
+
+    mean, log_var = model.encode(frames[:2])
+    kl = vae.kl_per_dimension(mean, log_var).numpy().sum(-1)
+    h = model.decoder_outputs(mean, frames[:2])
+    b, c = model.visible_bias(h).numpy(), model.hidden_bias(h).numpy()
+    W, V = model.nade.W.numpy(), model.nade.V.numpy()
+    expected = np.zeros((2, segment))
+    for r in range(2):
+        for t in range(segment):
+            a, v = c[r, t].astype(np.float64), frames[r, t]
+            for k in range(keys):
+                p = 1 / (1 + np.exp(-(b[r, t, k] + V[k] @ (1 / (1 + np.exp(-a))))))
+                expected[r, t] -= np.log(p if v[k] else 1 - p)
+                a = a + W[:, k] * v[k]
+            expected[r, t] += kl[r] / segment
+    np.testing.assert_allclose(nll, expected, rtol=1e-4)
+
+    def blend(seed):
+        return loaded.signatures["interpolate"](
+            a=tf.constant(frames[:1]), b=tf.constant(frames[1:2]), num_points=tf.constant([3]),
+            temperature=tf.constant([1.0]), threshold=tf.constant([0.0]),
+            seed=tf.constant([seed], tf.int64))["frames"].numpy()
+
+    assert blend(5).shape == (1, 3 * segment, keys) and set(np.unique(blend(5))) == {0.0, 1.0}
+    np.testing.assert_array_equal(blend(5), blend(5))
+    assert not np.array_equal(blend(5), blend(6))

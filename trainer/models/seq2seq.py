@@ -1,31 +1,30 @@
 """`seq2seq`: encoder-decoder over piano-roll windows, predicting the next window.
 
 The encoder (2 x 256 LSTM or GRU) reads a window; the decoder, started from its state and a
-start-of-sequence frame, writes the next window frame by frame; a classifier (Dense 256, dropout
-0.5, Dense keys) gives each key's logit. Teacher forcing is scheduled: with probability
-1 - ratio a decoder input is the model's own frame (two-pass scheduled sampling), and the ratio
-decays over epochs (`TeacherForcingSchedule`). That frame is, by default (`own=threshold`, the
-seed's rule), the keys above `threshold`, which for a calibrated model are few (most of its own
-inputs are silence); `own=draw` draws it from the same logits as composing draws its frames
-(`draw_frame`), so the decoder reads frames like those it will read when it composes.
-Measured at the budget (QUALITY.md), `own=draw` lifts the overall overlap (0.71 to 0.75) and
-the groove, but the samples still hold one chord, its notes are shorter (note-length overlap
-0.11 to 0.07) and the held-out NLL is worse (7.09 to 7.51 nats a frame), so the seed's rule
-stays the default.
+start-of-sequence frame, writes the next window frame by frame. Its head (`head=nade`, the
+default) is `rnn_nade`'s joint frame model (`nade`): the decoder's outputs set the biases of a
+NADE over the frame's keys, low to high, trained on the frame's exact likelihood (each key
+given the true keys below it) and drawn key by key when composing, so a frame's keys are chosen
+together. The budget trains it on the benchmark's quarter-note frames, four bars predicting
+the next four, teacher-forced throughout. Measured at that budget (QUALITY.md) it clears
+every floor of the gate (polyphony 0.68, overall 0.75, 6.06 nats a validation frame).
 
-Independent draws of each key sound far more keys than a chorale frame has (with the seed's
-focal loss, whose probabilities are not calibrated, 12 a frame where chorales have 4).
-`draw=count` (the default) draws each frame's keys together instead: as many as the frame's
-expected count times `count_scale`, the validation frames' mean keys over their mean expected
-count, which `CountCalibration` sets after every epoch, the keys drawn in proportion to their
-odds (`decoders.counted`); `draw=independent` draws each key on its own. The default loss is
-the plain binary cross-entropy, whose probabilities are calibrated: with the focal loss the
-odds of the keys that should stay off were high enough to scatter notes over the whole range.
+`head=keys` is the seed's classifier (Dense 256, dropout 0.5, Dense keys: each key's logit on
+its own). Its frames are drawn by `draw`: `count` sounds as many keys as the frame's expected
+count times `count_scale` (the validation frames' mean keys over the model's mean expected
+count, which `CountCalibration` sets after every epoch), drawn in proportion to their odds
+(`decoders.counted`); `independent` draws each key on its own, which with a loss whose
+probabilities are not calibrated (the seed's focal loss) sounded 12 keys a frame where chorales
+have 4. Chosen key by key or by count, its frames have no notion of a note that continues: on
+sixteenth-note frames at its old budget the samples settled on one re-struck chord (note
+length overlap 0.07-0.11, QUALITY.md).
 
-`head=nade` replaces the classifier with `rnn_nade`'s joint frame model (`nade`): the decoder's
-outputs set the biases of a NADE over the frame's keys, low to high, trained on the frame's
-exact likelihood (teacher-forced: each key given the true keys below it) and drawn key by key
-when composing, so a frame's keys are chosen together instead of each on its own or by count.
+Teacher forcing can be scheduled (the seed's two-pass scheduled sampling): with probability
+1 - ratio a decoder input is the model's own frame, and the ratio decays over epochs
+(`TeacherForcingSchedule`: `teacher_forcing_decay` < 1; the default 1.0 keeps it off). That
+frame is by default (`own=threshold`, the seed's rule) the keys above `threshold`, or
+(`own=draw`) drawn from the same logits as composing draws its frames. With the NADE head the
+schedule hurt: polyphony 0.55 with the seed's schedule against 0.68 without (QUALITY.md).
 """
 
 from __future__ import annotations
@@ -47,12 +46,13 @@ CHOICES = {"cell": ("lstm", "gru"), "loss": ("bce", "focal"), "draw": ("count", 
            "own": ("draw", "threshold"), "head": ("keys", "nade")}
 DEFAULTS = dict(cell="lstm", layers=2, units=256, dense=256, dropout=0.5, learning_rate=1e-3,
                 loss="bce", alpha=0.75, gamma=2.0, threshold=0.5, teacher_forcing=1.0,
-                teacher_forcing_decay=0.9, teacher_forcing_floor=0.25, draw="count",
-                own="threshold", head="keys", nade_hidden=150)
-# two-bar windows in batches of 16: 4 times the updates an epoch of 64-frame windows in 64s
-TRAINING = dict(seq_len=32, batch_size=16)
+                teacher_forcing_decay=1.0, teacher_forcing_floor=0.25, draw="count",
+                own="threshold", head="nade", nade_hidden=150)
+# the JSB Chorales benchmark's frames (a quarter-note grid), transposed ±2 semitones, in windows
+# of 2 x 16 frames (four bars, then the next four) in batches of 16
+TRAINING = dict(steps_per_quarter=1, encoding="sampled", augment=2, seq_len=16, batch_size=16)
 EPOCHS = 12
-MINUTES = 10
+MINUTES = 17  # 80-88 s an epoch on quiet cores
 
 
 def make_arrays(folder, split: str, spec: DataSpec, config):
@@ -322,8 +322,9 @@ def generate(model, spec: DataSpec, primer, num_steps, temperature, threshold, s
 
 
 class Export(Exported):
-    """`generate` (piano-roll inputs), `serving_default` (context → the first frame the
-    decoder would write), `log_likelihood` (encoder [B, T, keys], target [B, T', keys] →
+    """`generate` (piano-roll inputs), `serving_default` (context → probs of the first frame
+    the decoder would write; a NADE head's are each key's given the keys below it in the frame
+    it draws at threshold 0.5), `log_likelihood` (encoder [B, T, keys], target [B, T', keys] →
     nll [B, T'], probs: the target window given the one before)."""
 
     def main_specs(self) -> list:

@@ -333,7 +333,7 @@ def test_teacher_forcing_schedule_sets_the_ratio_and_history_reports_it(datasets
     assert float(model.teacher_forcing.numpy()) == pytest.approx(0.3)
     # the family's own callbacks build the schedule from the hparams
     own, calibration = MODELS["seq2seq"].callbacks(config.hparams)
-    assert (own.start, own.decay, own.floor) == (1.0, 0.9, 0.25)
+    assert (own.start, own.decay, own.floor) == (1.0, 1.0, 0.25)  # teacher-forced by default
     assert isinstance(calibration, seq2seq.CountCalibration)
 
 

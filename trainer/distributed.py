@@ -9,6 +9,7 @@ write only to `JOB/.worker-N`.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 from pathlib import Path
@@ -23,6 +24,13 @@ from trainer import losses
 from trainer.config import Config
 from trainer.data import DataSpec
 from trainer.models import MODELS
+
+
+@functools.cache
+def cluster_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
+    """The job's strategy, made once. Make it before TensorFlow runs any op (a conditional
+    model's data does): collective ops can only be configured at program startup."""
+    return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def worker_index() -> int:
@@ -56,7 +64,7 @@ def fit(config: Config, spec: DataSpec, job: Path, train) -> tuple[dict, keras.M
         (the last epoch's metrics, the trained model on the chief; None on the other workers).
     """
     family = MODELS[config.model]  # Config has checked that it has a plain loss
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    strategy = cluster_strategy()
     x, y = train
     y, weights = data_lib.sample_weights(y)
     if weights is None:  # a weight per target step: [N, T] or, seq-to-one, [N]

@@ -106,6 +106,10 @@ def train_and_evaluate(config: Config) -> dict:
     from trainer import training
     from trainer.export import export_trained
 
+    if config.multiworker:
+        from trainer import distributed
+
+        distributed.cluster_strategy()  # before TensorFlow runs an op
     settings = data_settings(config)
     folder = data_folder(config, settings)
     dataset.build(list(config.data), folder, settings, limit=config.limit)
@@ -114,8 +118,6 @@ def train_and_evaluate(config: Config) -> dict:
     job = Path(config.job_dir)
     vocab = Vocabulary.load(folder / "vocab.json") if spec.representation == "notes" else None
     if config.multiworker:
-        from trainer import distributed
-
         job, fit = distributed.job_dir_for(job), distributed.fit
     else:
         fit = functools.partial(training.fit, val=val, vocab=vocab)  # samples need the vocab

@@ -78,12 +78,15 @@ def split_weights(layer: NADE) -> tuple[list, list]:
             tf.split(tf.convert_to_tensor(layer.V), keys))
 
 
-def draw_keys(b, c, temperature, cut, weights):
+def draw_keys(b, c, temperature, threshold, u, weights):
     """(frame [B, K], probs [B, K]) from the NADE, key by key (unrolled; per key one update of
-    a, no matmul). A key is on where its probability given the keys below it passes `cut`
-    [B, K]: a uniform draw, or a threshold. Keys stay [B, 1]: fewer ops to build and run.
-    temperature: [B, 1]; weights: `split_weights`."""
+    a, no matmul): a key is on where its probability given the keys below it (at
+    `temperature` [B]) passes its uniform draw u [B, K], or, for rows whose `threshold` [B] is
+    > 0, that threshold. Keys stay [B, 1]: fewer ops to build and run. weights:
+    `split_weights`."""
     columns, rows = weights
+    cut = tf.where(threshold[:, None] > 0, threshold[:, None], u)
+    temperature = temperature[:, None]
     a, keys, probs, last = c, [], [], tf.constant(-1)
     for b_k, cut_k, w_k, v_k in zip(tf.split(b, len(rows), 1), tf.split(cut, len(rows), 1),
                                     columns, rows):

@@ -146,9 +146,7 @@ class NADEExport(Exported):
 
             def body(i, biases, state, out):
                 u = rng.uniform_tf(seed, i, 0, self.spec.keys)
-                x, _ = nade.draw_keys(*biases, temperature[:, None],
-                                      tf.where(threshold[:, None] > 0, threshold[:, None], u),
-                                      weights)
+                x, _ = nade.draw_keys(*biases, temperature, threshold, u, weights)
                 biases, state = self._step(x, state)
                 return i + 1, biases, state, out.write(i, x)
 

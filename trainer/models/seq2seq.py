@@ -186,8 +186,7 @@ class Seq2Seq(keras.Model):
         (`weights`: `nade.split_weights`)."""
         u = rng.uniform_tf(seed, step, 0, self.keys)
         if self.head == "nade":
-            cut = tf.where(threshold[:, None] > 0, threshold[:, None], u)
-            return nade.draw_keys(*self.biases(h), temperature[:, None], cut, weights)[0]
+            return nade.draw_keys(*self.biases(h), temperature, threshold, u, weights)[0]
         return self.draw_frame(self.logits(self.hidden(h)), temperature, threshold, u,
                                rng.uniform_tf(seed, step, 1, 1)[:, 0])
 
@@ -351,7 +350,8 @@ class Export(Exported):
         h, _ = self.model.run_decoder(start, states)
         if self.model.head == "nade":  # along the frame drawn at threshold 0.5
             b, c = self.model.biases(h[:, -1])
-            _, probs = nade.draw_keys(b, c, tf.ones_like(b[:, :1]), tf.fill(tf.shape(b), 0.5),
+            half = tf.fill(tf.shape(b)[:1], 0.5)
+            _, probs = nade.draw_keys(b, c, tf.ones_like(half), half, tf.zeros_like(b),
                                       nade.split_weights(self.model.nade))
             return {"probs": probs}
         return {"probs": tf.sigmoid(self.model.logits(self.model.hidden(h[:, -1])))}

@@ -107,9 +107,8 @@ class MusicVAE(keras.Model):
         """A frame [B, keys] from decoder outputs h [B, units]: the NADE's keys one by one
         (`weights`: `nade.split_weights`), or the keys' logits drawn together by count."""
         if self.head == "nade":
-            cut = tf.where(threshold[:, None] > 0, threshold[:, None], u)
-            return nade.draw_keys(self.visible_bias(h), self.hidden_bias(h),
-                                  temperature[:, None], cut, weights)[0]
+            return nade.draw_keys(self.visible_bias(h), self.hidden_bias(h), temperature,
+                                  threshold, u, weights)[0]
         return decoders.counted(self.frame(h), temperature, threshold, 1.0, u, u_count)
 
     def draw(self, z, temperature, threshold, seed, step):

@@ -1,6 +1,6 @@
 """A NADE over a frame's keys (low to high) whose biases come from a recurrent state
-(Boulanger-Lewandowski, Bengio, Vincent, ICML 2012): the joint frame head of `rnn_nade` and of
-`seq2seq`'s `head=nade`.
+(Boulanger-Lewandowski, Bengio, Vincent, ICML 2012): the joint frame head of `rnn_nade`, of
+`seq2seq` (its default head) and of the `vae`'s `head=nade`.
 
 NADE: h_k = sigmoid(c + W[:, :k] v_<k), p(v_k = 1 | v_<k) = sigmoid(b_k + V_k . h_k), with b
 [keys] and c [hidden] from the recurrent state and W, V shared. Teacher-forced, every key's

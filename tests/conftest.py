@@ -103,6 +103,19 @@ def notes_of(piece: Piece) -> list[tuple[int, float, float]]:
     return sorted(rows, key=lambda r: (r[1], r[0], r[2]))
 
 
+def nade_log_likelihood(b, c, W, V, v) -> float:
+    """log p(v) of one frame v [K] under a NADE with biases b [K], c [H] and weights W [H, K],
+    V [K, H], key by key: the NADE's definition (`trainer.models.nade`)."""
+    def sigmoid(x):
+        return 1 / (1 + np.exp(-x))
+
+    total = 0.0
+    for k in range(len(v)):
+        p = sigmoid(b[k] + V[k] @ sigmoid(c + W[:, :k] @ v[:k]))
+        total += np.log(p if v[k] else 1 - p)
+    return total
+
+
 def make_piece(rows, *, name="hand-made", digest="d0", bar_starts=None, qpm=120.0) -> Piece:
     """A Piece from (pitch, start, duration[, velocity]) rows in quarter notes."""
     rows = [tuple(r) + (80,) * (4 - len(r)) for r in rows]

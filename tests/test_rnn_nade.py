@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from preprocessing.dataset import Settings
-from tests.conftest import two_voices, write_midi_file
+from tests.conftest import nade_log_likelihood, two_voices, write_midi_file
 from tests.zoo import TINY, hparams_flag
 from trainer import data as data_lib
 from trainer import export
@@ -20,20 +20,6 @@ from trainer.config import Config
 from trainer.models import MODELS, nade, rnn_nade
 
 SEQ_LEN = 8
-
-
-def _sigmoid(x):
-    return 1 / (1 + np.exp(-x))
-
-
-def loop_log_likelihood(b, c, W, V, v) -> float:
-    """log p(v) of one frame, key by key: the NADE's definition."""
-    total = 0.0
-    for k in range(len(v)):
-        h = _sigmoid(c + W[:, :k] @ v[:k])
-        p = _sigmoid(b[k] + V[k] @ h)
-        total += np.log(p if v[k] else 1 - p)
-    return total
 
 
 def test_all_keys_at_once_equal_the_sum_of_key_conditionals():
@@ -48,7 +34,7 @@ def test_all_keys_at_once_equal_the_sum_of_key_conditionals():
     W, V = np.asarray(layer.W, np.float64), np.asarray(layer.V, np.float64)
     logits = np.asarray(layer([b, c, v]))
     at_once = -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(v, logits), -1).numpy()
-    expected = np.array([[loop_log_likelihood(b[i, t], c[i, t], W, V, v[i, t])
+    expected = np.array([[nade_log_likelihood(b[i, t], c[i, t], W, V, v[i, t])
                           for t in range(3)] for i in range(2)])
     np.testing.assert_allclose(at_once, expected, rtol=1e-5, atol=1e-4)
     # the loss: NLL per frame, summed over keys, averaged over frames

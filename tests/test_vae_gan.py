@@ -28,7 +28,7 @@ from preprocessing.piece import InputError
 from preprocessing.readers import read_file
 from serving import contract
 from serving.composer import Composer
-from tests.conftest import notes_of, two_voices, write_midi_file
+from tests.conftest import nade_log_likelihood, notes_of, two_voices, write_midi_file
 from tests.zoo import run_main
 from trainer import data as data_lib
 from trainer import export, generate, rng, task
@@ -810,15 +810,9 @@ def test_a_nade_head_scores_each_key_given_the_keys_below_it(tmp_path):
     h = model.decoder_outputs(mean, frames[:2])
     b, c = model.visible_bias(h).numpy(), model.hidden_bias(h).numpy()
     W, V = model.nade.W.numpy(), model.nade.V.numpy()
-    expected = np.zeros((2, segment))
-    for r in range(2):
-        for t in range(segment):
-            a, v = c[r, t].astype(np.float64), frames[r, t]
-            for k in range(keys):
-                p = 1 / (1 + np.exp(-(b[r, t, k] + V[k] @ (1 / (1 + np.exp(-a))))))
-                expected[r, t] -= np.log(p if v[k] else 1 - p)
-                a = a + W[:, k] * v[k]
-            expected[r, t] += kl[r] / segment
+    expected = np.array([[kl[r] / segment - nade_log_likelihood(b[r, t], c[r, t], W, V,
+                                                                  frames[r, t])
+                          for t in range(segment)] for r in range(2)])
     np.testing.assert_allclose(nll, expected, rtol=1e-4)
 
     def blend(seed):

@@ -37,7 +37,9 @@ from trainer.models import MODELS, vae, wgan_gp
 
 SEGMENT = 16  # --seq-len: the vae's segment and the GAN's
 KEYS = 88
-VAE_HPARAMS = "latent=4,units=8,anneal_epochs=2,beta=1.0,free_bits=0.0"
+# head=keys: the count head, whose eager draw (the reference of the exported loop) is quick; the
+# default NADE head is the zoo's (test_export) and test_serving_generators'
+VAE_HPARAMS = "latent=4,units=8,anneal_epochs=2,beta=1.0,free_bits=0.0,head=keys"
 GAN_HPARAMS = {"cnn": "noise=4,filters=8,units=8,critic_steps=2",
                "dcrnn": "generator=dcrnn,repeat=4,noise=4,filters=8,units=8,critic_steps=1"}
 GAN_EPOCHS = {"cnn": 2, "dcrnn": 1}
@@ -122,7 +124,7 @@ def vae_job(root, corpus) -> Job:
 @pytest.fixture(scope="module")
 def vae_walk0(root, corpus) -> Job:
     """A vae whose latent walk forgets the primer: `--hparams walk=0`."""
-    return train(root, corpus, "vae", "vae-walk0", "latent=4,units=8,walk=0", 1)
+    return train(root, corpus, "vae", "vae-walk0", "latent=4,units=8,walk=0,head=keys", 1)
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +229,7 @@ def built_vae(vae_job):
     """A freshly built vae (latent 4) with beta 1, and real training segments."""
     keras.utils.set_random_seed(0)
     model = vae.build(data_lib.DataSpec("pianoroll"),
-                      {**vae.DEFAULTS, "latent": 4, "units": 8}, SEGMENT)
+                      {**vae.DEFAULTS, "latent": 4, "units": 8, "head": "keys"}, SEGMENT)
     model.beta.assign(1.0)
     return model, vae_job.training_windows("vae")[:6]
 
@@ -364,6 +366,57 @@ def test_walk_steps():
     np.testing.assert_allclose(vae.walk(previous, noise, 1.0, temperature), [[1.0, -2.0]])
     np.testing.assert_allclose(vae.walk(previous, noise, 0.6, temperature),
                                [[0.6 + 0.8 * 1.0, -1.2 + 0.8 * 0.5]], rtol=1e-6)
+    # about a mean, with the noise through a Cholesky factor: mean + rho (z - mean) + ...
+    mean, scale = tf.constant([1.0, 1.0]), tf.constant([[2.0, 0.0], [1.0, 0.5]])
+    np.testing.assert_allclose(vae.walk(previous, noise, 0.0, temperature, mean, scale),
+                               [[1.0 + 2.0 * 1.0, 1.0 + 2.0 * (0.5 + 0.125)]], rtol=1e-6)
+    np.testing.assert_allclose(vae.walk(previous, noise, 1.0, temperature, mean, scale),
+                               [[1.0, -2.0]], rtol=1e-6)
+
+
+def test_the_walk_draws_from_the_training_codes_moments(built_vae):
+    """`track_posterior` moves the moments towards the batch posteriors' mixture (mean, and
+    E[z z^T] = the means' outer products + their variances); `latent_prior` is the Gaussian
+    with those moments, which generate's walk draws from."""
+    model, _ = built_vae
+    mean = tf.constant([[1.0, 0.0, 2.0, 0.0], [3.0, 0.0, 0.0, 0.0]])
+    log_var = tf.math.log(tf.constant([[0.5, 1.0, 1.0, 1.0], [1.5, 1.0, 1.0, 1.0]]))
+    before = [v.numpy() for v in (model.posterior_mean, model.posterior_moment)]
+    try:
+        np.testing.assert_array_equal(before[0], np.zeros(4))  # a new model: the prior's
+        np.testing.assert_array_equal(before[1], np.eye(4))
+        model.track_posterior(mean, log_var, momentum=0.0)
+        np.testing.assert_allclose(model.posterior_mean.numpy(), [2.0, 0.0, 1.0, 0.0])
+        moment = np.array([[5.0 + 1.0, 0, 1.0, 0], [0, 1, 0, 0], [1.0, 0, 2.0 + 1, 0],
+                           [0, 0, 0, 1]])
+        np.testing.assert_allclose(model.posterior_moment.numpy(), moment, rtol=1e-6)
+        centre, scale = model.latent_prior()
+        covariance = moment - np.outer([2.0, 0.0, 1.0, 0.0], [2.0, 0.0, 1.0, 0.0])
+        np.testing.assert_allclose(scale.numpy() @ scale.numpy().T,
+                                   covariance + 1e-4 * np.eye(4), rtol=1e-5, atol=1e-6)
+        model.track_posterior(mean, log_var, momentum=0.75)  # the same batch: no move
+        np.testing.assert_allclose(model.posterior_moment.numpy(), moment, rtol=1e-6)
+    finally:
+        model.posterior_mean.assign(before[0])
+        model.posterior_moment.assign(before[1])
+
+
+def test_training_keeps_the_codes_moments_and_the_walk_draws_from_them(vae_job, built_vae):
+    trained = vae_job.model  # loaded back from the job's model.keras
+    assert not np.allclose(trained.posterior_moment.numpy(), np.eye(4))
+    model, frames = built_vae  # untrained: its decoder reads the latent
+    spec = data_lib.DataSpec("pianoroll")
+
+    def walked():
+        return MODELS["vae"].sample(model, spec, frames[0], 3 * SEGMENT, 1.0, 4, SEGMENT)
+
+    from_prior = walked()
+    try:
+        model.posterior_mean.assign(np.full(4, 3.0))
+        from_codes = walked()
+    finally:
+        model.posterior_mean.assign(np.zeros(4))
+    assert not np.array_equal(from_codes, from_prior)
 
 
 def test_interpolate_runs_from_a_to_b(vae_job, primers):

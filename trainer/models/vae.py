@@ -2,18 +2,21 @@
 
 A bidirectional LSTM encodes a segment of `seq_len` frames to a Gaussian posterior over a
 latent vector; an LSTM decoder, started from the latent and reading it at every step, writes
-each frame's key logits. With `decoder=autoregressive` (the default) the decoder also reads the
-frame before (teacher-forced in training, its own draw when composing), as MusicVAE's does: a
-decoder that reads only the latent (`decoder=flat`) has to carry every note of the segment in
-it, and on the chorales its reconstruction stayed near the keys' marginals (11 nats a frame
-after 5 epochs). The KL weight `beta` (0.2, as MusicVAE's) and a free nat per latent dimension
-keep the latent in use beside the autoregressive decoder. The default head draws a frame's
-keys together by their expected count (`decoders.counted`); `head=nade` gives the decoder
-`rnn_nade`'s joint frame model (`nade`): its outputs set the biases of a NADE over the frame's
-keys, scored exactly (each key given the keys below it) and drawn key by key. At the budget the
-NADE head reconstructs better (held-out F1 0.87 against 0.81, 5.1 nats a held-out frame
-against 6.5) but composes 2.3 times the held-out notes where the count head is within 1.3, and
-neither clears the gate (QUALITY.md), so the count head stays the default.
+each frame. With `decoder=autoregressive` (the default) the decoder also reads the frame before
+(teacher-forced in training, its own draw when composing), as MusicVAE's does: a decoder that
+reads only the latent (`decoder=flat`) has to carry every note of the segment in it, and on the
+chorales its reconstruction stayed near the keys' marginals (11 nats a frame after 5 epochs).
+The KL weight `beta` (0.2, as MusicVAE's) and free bits keep the latent in use beside the
+autoregressive decoder. The default head (`head=nade`) is `rnn_nade`'s joint frame model
+(`nade`): the decoder's outputs set the biases of a NADE over the frame's keys, scored exactly
+(each key given the keys below it) and drawn key by key; `head=keys` draws a frame's keys
+together by their expected count (`decoders.counted`).
+
+Composing walks in latent space (`generate`), and the walk draws from a Gaussian with the
+moments of the training segments' codes (`latent_prior`, kept as moving averages in training
+as batch normalization keeps its statistics), not from the prior N(0, I): with beta 0.2 and
+free bits the codes cover about half the prior's variance, and prior draws outside them decoded
+to bursts of 40-60 keys (QUALITY.md, `bench/vae_latent.py`).
 
 The loss is the reconstruction's Bernoulli NLL plus `beta` times the KL divergence, with `beta`
 annealed from 0 to its final value over `anneal_epochs` (one seed
@@ -37,10 +40,11 @@ from trainer.models import nade
 
 REPRESENTATIONS = ("pianoroll",)
 CHOICES = {"decoder": ("autoregressive", "flat"), "head": ("keys", "nade")}
-DEFAULTS = dict(latent=64, units=256, beta=0.2, anneal_epochs=4, free_bits=1.0, walk=0.5,
-                learning_rate=1e-3, decoder="autoregressive", head="keys", nade_hidden=150)
+DEFAULTS = dict(latent=64, units=256, beta=0.2, anneal_epochs=4, free_bits=3.0, walk=0.5,
+                learning_rate=2e-3, decoder="autoregressive", head="nade", nade_hidden=150)
 TRAINING = dict(seq_len=32, batch_size=16)  # two-bar segments
 EPOCHS = 12
+MINUTES = 12  # 55-57 s an epoch on quiet cores
 MONITOR = "elbo"
 
 
@@ -79,6 +83,14 @@ class MusicVAE(keras.Model):
         else:
             self.frame = layers.Dense(keys, name="frame")
         self.trackers = {n: keras.metrics.Mean(name=n) for n in ("loss", "recon", "kl", "elbo")}
+        # the aggregate posterior's moments, moving averages over training batches (as batch
+        # normalization keeps its statistics); they start at the prior's
+        self.posterior_mean = self.add_weight(shape=(latent,), initializer="zeros",
+                                              trainable=False, aggregation="mean",
+                                              name="posterior_mean")
+        self.posterior_moment = self.add_weight(shape=(latent, latent), initializer="identity",
+                                                trainable=False, aggregation="mean",
+                                                name="posterior_moment")
 
     def encode(self, frames):
         """(mean, log variance) [B, latent] of segments [B, segment, keys]."""
@@ -114,10 +126,11 @@ class MusicVAE(keras.Model):
     def draw(self, z, temperature, threshold, seed, step):
         """Frames [B, segment, keys] drawn from latents, with `rng` streams 0 and 1 of `step`.
 
-        An autoregressive decoder feeds each drawn frame back in, and draws each frame's keys
-        together (`decoders.counted`, as many as its expected count): a frame drawn key by key
-        can sound many more than the data's frames do, and one such frame read back in sends
-        the rest of the segment further off.
+        An autoregressive decoder feeds each drawn frame back in. Each frame's keys are drawn
+        together (`draw_frame`): key by key from the NADE, or, with `head=keys`, as many as
+        their expected count (`decoders.counted`; independent draws of each key sound many more
+        than the data's frames do, and one such frame read back in sends the rest of the
+        segment further off).
         """
         if not self.autoregressive and self.head == "keys":
             return decoders.frames_of(self.decode(z), temperature, threshold, seed, step)
@@ -144,18 +157,38 @@ class MusicVAE(keras.Model):
         mean, _ = self.encode(frames)
         return self.decode(mean, frames)
 
-    def losses_of(self, frames, z=None):
+    def losses_of(self, frames, z=None, posterior=None):
         """Per-segment reconstruction NLL and KL (nats), decoding `z` (default: a posterior
-        sample)."""
-        mean, log_var = self.encode(frames)
+        sample); `posterior` (mean, log variance), when given, is the encoding of `frames`."""
+        mean, log_var = posterior if posterior is not None else self.encode(frames)
         if z is None:
             z = mean + tf.exp(0.5 * log_var) * tf.random.normal(tf.shape(mean))
         logits = self.decode(z, frames)
         recon = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(frames, logits), [1, 2])
         return recon, kl_per_dimension(mean, log_var)
 
-    def _objective(self, frames):
-        recon, kl_dims = self.losses_of(frames)
+    def track_posterior(self, mean, log_var, momentum=0.99):
+        """Moves the aggregate posterior's moments towards this batch's: E[z] and E[z z^T] of
+        z ~ the mixture of the batch's posteriors N(mean, exp(log_var))."""
+        count = tf.cast(tf.shape(mean)[0], tf.float32)
+        moment = (tf.matmul(mean, mean, transpose_a=True) / count
+                  + tf.linalg.diag(tf.reduce_mean(tf.exp(log_var), 0)))
+        for variable, value in ((self.posterior_mean, tf.reduce_mean(mean, 0)),
+                                (self.posterior_moment, moment)):
+            variable.assign(momentum * variable + (1.0 - momentum) * value)
+
+    def latent_prior(self):
+        """(mean [latent], Cholesky factor [latent, latent]) of the Gaussian fitted to the
+        aggregate posterior: where the codes of real segments lie, as composing draws them."""
+        mean = self.posterior_mean
+        covariance = self.posterior_moment - mean[:, None] * mean[None, :]
+        return mean, tf.linalg.cholesky(covariance + 1e-4 * tf.eye(self.latent))
+
+    def _objective(self, frames, track=False):
+        posterior = self.encode(frames)
+        if track:
+            self.track_posterior(*posterior)
+        recon, kl_dims = self.losses_of(frames, posterior=posterior)
         kl = tf.reduce_sum(kl_dims, -1)
         penalised = tf.reduce_sum(tf.maximum(kl_dims, self.free_bits), -1)
         loss = tf.reduce_mean(recon + self.beta * penalised)
@@ -174,7 +207,7 @@ class MusicVAE(keras.Model):
     def train_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            loss, values = self._objective(x)
+            loss, values = self._objective(x, track=True)
         grads = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply(grads, self.trainable_weights)
         return self._report(values)
@@ -237,10 +270,14 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     return model
 
 
-def walk(previous, noise, rho, temperature):
-    """The next segment's latent: rho x the last one plus fresh prior noise (scaled by the
-    temperature), keeping unit variance when the last one had it."""
-    return rho * previous + tf.sqrt(1.0 - rho * rho) * temperature[:, None] * noise
+def walk(previous, noise, rho, temperature, mean=0.0, scale=None):
+    """The next segment's latent: rho x the last one's offset from `mean`, plus fresh Gaussian
+    noise through `scale` (a Cholesky factor; None: the prior's) scaled by the temperature, which
+    keeps N(mean, scale scale^T) when the last latent was drawn from it."""
+    if scale is not None:
+        noise = tf.matmul(noise, scale, transpose_b=True)
+    return (mean + rho * (previous - mean)
+            + tf.sqrt(1.0 - rho * rho) * temperature[:, None] * noise)
 
 
 def segment_of(frames, length: int):
@@ -254,16 +291,21 @@ def generate(model, primer, num_steps, temperature, threshold, seed):
     """Segments decoded from a walk in latent space that starts at the primer's code.
 
     The primer's last segment is encoded to its posterior mean; each next latent keeps
-    `model.walk` of the one before and adds prior noise scaled by the temperature (walk 0:
-    independent samples from the prior). Returns frames [B, n, keys], n = max(num_steps).
+    `model.walk` of the one before and adds noise scaled by the temperature, drawn from the
+    Gaussian fitted to the training segments' codes (`latent_prior`; walk 0: independent
+    samples from it). The prior N(0, I) would be wrong here: beta 0.2 and free bits leave the
+    codes of real segments at about half its variance, and its draws outside them decoded to
+    frames of 40-60 keys.
+    Returns frames [B, n, keys], n = max(num_steps).
     """
     z, _ = model.encode(segment_of(primer, model.segment))
     steps = tf.reduce_max(num_steps)
     count = (steps + model.segment - 1) // model.segment
     rho = tf.constant(model.walk, tf.float32)
+    mean, scale = model.latent_prior()
 
     def body(k, z, out):
-        z = walk(z, rng.normal_tf(seed, k, 1, model.latent), rho, temperature)
+        z = walk(z, rng.normal_tf(seed, k, 1, model.latent), rho, temperature, mean, scale)
         return k + 1, z, out.write(k, model.draw(z, temperature, threshold, seed, k))
 
     *_, out = tf.while_loop(lambda k, *_: k < count, body,

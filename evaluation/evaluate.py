@@ -289,9 +289,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     quiet_tensorflow(args.verbose)
     try:
-        composer = Composer(args.model, version=args.version)
-        heldout = load_pieces(args.data, args.data_split, args.limit)
+        heldout = load_pieces(args.data, args.data_split, args.limit)  # cheap checks first
         train = load_pieces(args.train_data, args.train_split)
+        composer = Composer(args.model, version=args.version)
         report = evaluate(composer, heldout, train, args.samples, args.steps, args.seed)
     except (ComposerError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)

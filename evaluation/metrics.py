@@ -371,12 +371,39 @@ def wasserstein_1d(a, b) -> float:
     return float(stats.wasserstein_distance(_sample(a), _sample(b)))
 
 
+DRIFT_FEATURES = ("pitch", "duration")
+DURATION_RESOLUTION = 1e-3  # quarters: durations are counted at this resolution
+
+
+def note_distributions(pieces: list[Piece]) -> dict:
+    """Every note's pitch and duration (quarters) in a set, as counts of each distinct value:
+    {"pitch": {"values": [...], "counts": [...]}, "duration": {...}}, plain lists (JSON). The
+    compact form an export keeps of its training data: its W1 to another set is the notes'
+    own, durations rounded to `DURATION_RESOLUTION`."""
+    out = {}
+    for key in DRIFT_FEATURES:
+        x = np.concatenate([np.asarray(getattr(p, key), np.float64) for p in pieces]
+                           + [np.zeros(0)])
+        if key == "duration":
+            x = np.round(x / DURATION_RESOLUTION) * DURATION_RESOLUTION
+        values, counts = np.unique(x[np.isfinite(x)], return_counts=True)
+        out[key] = {"values": values.tolist(), "counts": counts.tolist()}
+    return out
+
+
+def distribution_drift(reference: dict, produced: dict) -> dict:
+    """W1 between two `note_distributions`, per feature: {"pitch": float, "duration": float},
+    a feature None where either side has no notes."""
+    out = {}
+    for key in DRIFT_FEATURES:
+        a, b = reference[key], produced[key]
+        out[key] = float(stats.wasserstein_distance(a["values"], b["values"], a["counts"],
+                                                    b["counts"])) \
+            if sum(a["counts"]) and sum(b["counts"]) else None
+    return out
+
+
 def drift(reference: list[Piece], produced: list[Piece]) -> dict:
     """W1 between all note pitches and between all note durations (quarters) of two sets:
     {"pitch": float, "duration": float}, both None when either set has no notes."""
-    out = {}
-    for key in ("pitch", "duration"):
-        a = np.concatenate([getattr(p, key) for p in reference] + [np.zeros(0)])
-        b = np.concatenate([getattr(p, key) for p in produced] + [np.zeros(0)])
-        out[key] = wasserstein_1d(a, b) if len(a) and len(b) else None
-    return out
+    return distribution_drift(note_distributions(reference), note_distributions(produced))

@@ -365,10 +365,12 @@ def _split(outputs: dict, tasks: list[_Task], trim: frozenset) -> list[dict]:
 
 class Predictor:
     """Checks each request against its signature and the server's limits, then runs it: alone,
-    or merged with others through `batcher` (None: every request alone)."""
+    or merged with others through `batcher` (None: every request alone). `on_served(model,
+    signature, outputs)`, when set, sees every request's outputs once they are computed."""
 
     def __init__(self, limits: Limits, batcher: Batcher | None = None):
         self.limits, self.batcher = limits, batcher
+        self.on_served = None
 
     def predict(self, model: Servable, signature: str, inputs: dict[str, np.ndarray],
                 deadline: float | None = None) -> dict:
@@ -379,6 +381,13 @@ class Predictor:
             ServingError: as `Servable.check` and `Servable.run`; as `Batcher.run`.
         """
         signature = signature or "serving_default"
+        outputs = self._run(model, signature, inputs, deadline)
+        if self.on_served is not None:
+            self.on_served(model, signature, outputs)
+        return outputs
+
+    def _run(self, model: Servable, signature: str, inputs: dict[str, np.ndarray],
+             deadline: float | None) -> dict:
         fn, tensors = model.check(signature, inputs, self.limits)
         rows = {int(t.shape[0]) if t.shape.rank else -1 for t in tensors.values()}
         if self.batcher is None or len(rows) != 1 or min(rows) < 1:

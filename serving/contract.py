@@ -214,3 +214,12 @@ def to_piece(primer, outputs: dict, meta: dict, qpm: float = 120.0,
     melody = np.asarray(outputs["bars"])[0]
     chords = np.resize(np.asarray(primer), (len(melody), bars.CHORD_DIM)) if accompany else None
     return bars.bars_to_piece(melody, chords, qpm=qpm), 0.0
+
+
+def composed_piece(outputs: dict, meta: dict, row: int = 0) -> Piece:
+    """What row `row` of a `generate` call's outputs composed, without its primer (for bars
+    models, the melody without the chords)."""
+    empty = np.zeros((0, meta["keys"]), np.float32) if meta["representation"] == "pianoroll" \
+        else []
+    mine = {key: np.asarray(value)[row:row + 1] for key, value in outputs.items()}
+    return to_piece(empty, mine, meta, accompany=False)[0]

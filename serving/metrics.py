@@ -1,10 +1,14 @@
 """Prometheus metrics of the local server, at TF Serving's monitoring path on the REST port:
 requests by model, version, signature and status, their latency, the batches they ran in, the
-batch queues' depth and the versions loaded. Each server has its own registry."""
+batch queues' depth, the versions loaded, and the drift of what each version composes from its
+training data. Each server has its own registry."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import logging
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +18,9 @@ from serving.models import ServingError
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "config" / "monitoring.config"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+DRIFT_PIECES = 64  # the served pieces per model version whose drift is measured
+DRIFT_SIGNATURE = "generate"
+log = logging.getLogger("serving")
 UNKNOWN = "-"  # the label of a model or signature the server does not have: names from
                # requests would let any client add series without bound
 
@@ -60,12 +67,15 @@ class Metrics:
 
     Args:
         models: the ModelRegistry (its loaded versions are read at each scrape).
-        batcher: the Batcher whose calls these metrics count and whose queue depths are read at
-            each scrape, or None.
+        predictor: the Predictor whose outputs the drift gauge measures; its batcher's calls
+            are counted and its queue depths read at each scrape.
+        drift_pieces: how many of the last pieces each version served the drift is measured on.
     """
 
-    def __init__(self, models, batcher=None):
+    def __init__(self, models, predictor, drift_pieces: int = DRIFT_PIECES):
         from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        batcher = predictor.batcher
 
         self.registry = CollectorRegistry()
         model = ["model", "version", "signature"]
@@ -83,6 +93,9 @@ class Metrics:
         self.reruns = Counter("serving_batch_reruns", "merged calls that failed and were rerun "
                               "one request at a time", model, registry=self.registry)
         self.registry.register(_Live(models, batcher))
+        self.drift = Drift(models, drift_pieces)
+        self.registry.register(self.drift)
+        predictor.on_served = self.drift.record
         if batcher is not None:
             batcher.on_batch, batcher.on_rerun = self.on_batch, self.on_rerun
 
@@ -154,3 +167,78 @@ class _Live:
             for queue in queues:
                 depth.add_metric(list(_labels(queue)), waiting.get(queue, 0))
         yield depth
+
+
+class Drift:
+    """How far what each model version composes has drifted from its training data: the
+    Wasserstein distance (`evaluation.metrics.distribution_drift`) between the note pitches
+    (semitones), and between the note durations (quarter notes), of the last `keep` pieces its
+    `generate` signature served (primers left out) and of its training pieces, which the export
+    keeps (`serving.versions.INFO`). Versions exported without them have no drift series.
+
+    Served outputs are kept as they come and turned into notes at the scrape, off the requests'
+    path; a version no longer loaded is forgotten at the next scrape.
+    """
+
+    def __init__(self, models, keep: int = DRIFT_PIECES):
+        self.models, self.keep = models, keep
+        self.lock = threading.Lock()
+        # (model, version) → (training distributions, metadata, deque of [outputs row, piece])
+        self.served: dict[tuple[str, int], tuple] = {}
+
+    def record(self, model, signature: str, outputs: dict) -> None:
+        """Keeps the rows of a `generate` answer (a Predictor's `on_served`)."""
+        reference = model.info.get("notes")
+        if signature != DRIFT_SIGNATURE or not isinstance(reference, dict) or not outputs:
+            return
+        try:
+            meta = model.metadata()
+        except Exception as exc:  # the answer is sent anyway; drift is not worth a failure
+            log.warning("drift: %s version %s has no readable metadata (%s)", model.name,
+                        model.version, exc)
+            return
+        rows = len(next(iter(outputs.values())))
+        with self.lock:
+            kept = self.served.get((model.name, model.version))
+            if kept is None:
+                kept = self.served[model.name, model.version] = (
+                    reference, meta, collections.deque(maxlen=self.keep))
+            kept[2].extend([{k: v[i:i + 1] for k, v in outputs.items()}, None]
+                           for i in range(rows))
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        from evaluation import metrics as mm
+        from serving.contract import composed_piece
+
+        distance = GaugeMetricFamily(
+            "serving_drift_wasserstein", "Wasserstein distance between the note pitches "
+            "(semitones) or durations (quarter notes) of the last pieces a model version "
+            "composed and those of its training data", labels=["model", "version", "feature"])
+        pieces = GaugeMetricFamily("serving_drift_pieces", "served pieces the drift is "
+                                   "measured on", labels=["model", "version"])
+        with self.models.lock:
+            loaded = {(name, number) for name, numbers in self.models.models.items()
+                      for number in numbers}
+        with self.lock:
+            for key in set(self.served) - loaded:
+                del self.served[key]
+            kept = {key: (reference, meta, list(rows))
+                    for key, (reference, meta, rows) in self.served.items()}
+        for (name, version), (reference, meta, rows) in sorted(kept.items()):
+            try:
+                for row in rows:
+                    if row[1] is None:  # then the outputs are no longer needed
+                        row[:] = None, composed_piece(row[0], meta)
+                measured = mm.distribution_drift(reference,
+                                                 mm.note_distributions([r[1] for r in rows]))
+            except Exception as exc:  # a scrape must not fail for one model
+                log.warning("drift: %s version %s: %s", name, version, exc)
+                continue
+            for feature, value in measured.items():
+                if value is not None:
+                    distance.add_metric([name, str(version), feature], value)
+            pieces.add_metric([name, str(version)], len(rows))
+        yield distance
+        yield pieces

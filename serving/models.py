@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from serving.errors import error_message
-from serving.versions import version_numbers
+from serving.versions import training_info, version_numbers
 
 log = logging.getLogger("serving")
 MAX_RETRY_SECONDS = 60.0  # the longest wait before loading a failed version again
@@ -58,7 +58,19 @@ class Servable:
         saved = saved_model_pb2.SavedModel()
         saved.ParseFromString((path / "saved_model.pb").read_bytes())
         self.signature_defs = dict(saved.meta_graphs[0].signature_def)
+        self.info = training_info(path)  # what it was trained on: {} when not known
         self._time_outputs: dict[str, frozenset[str]] = {}
+        self._metadata: dict | None = None
+
+    def metadata(self) -> dict:
+        """Its `metadata` signature's outputs as plain values ({} for a model without one),
+        read once."""
+        if self._metadata is None:
+            from serving.contract import METADATA_REQUEST, metadata_from_outputs
+
+            fn = self.signatures.get("metadata")
+            self._metadata = metadata_from_outputs(fn(**METADATA_REQUEST)) if fn else {}
+        return self._metadata
 
     def check(self, signature: str, inputs: dict[str, np.ndarray], limits: Limits):
         """Checks `inputs` against the signature and the server's `limits` before anything runs:

@@ -125,7 +125,7 @@ def make_handler(registry: ModelRegistry, limits: Limits, timeout: float,
     from google.protobuf import json_format
 
     predictor = predictor or Predictor(limits)
-    stats = stats or Metrics(registry, predictor.batcher)
+    stats = stats or Metrics(registry, predictor)
 
     class Handler(JsonHandler):
         read_timeout = timeout

@@ -13,7 +13,8 @@ Batching is on by default (TF Serving's is off unless --enable_batching): concur
 one signature of one model version run as one merged call, with the parameters of
 --batching-parameters-file (serving/config/batching.config); --no-batching runs each request
 alone. Prometheus metrics are served at the path of --monitoring-config-file
-(/monitoring/prometheus/metrics) on the REST port.
+(/monitoring/prometheus/metrics) on the REST port, with the drift of what each model version
+composes from the training notes its export keeps (serving_drift_wasserstein).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def start_grpc(registry: ModelRegistry, host: str, port: int, limits: Limits,
     or queued, an RPC is answered RESOURCE_EXHAUSTED at once. Requests run through
     `predictor` (default: each alone) and count in `stats`."""
     predictor = predictor or Predictor(limits)
-    stats = stats or Metrics(registry, predictor.batcher)
+    stats = stats or Metrics(registry, predictor)
     prediction, status, (prediction_grpc, model_grpc) = _servicers(registry, limits, predictor,
                                                                    stats)
     server = grpc.server(futures.ThreadPoolExecutor(workers), options=[
@@ -201,6 +202,9 @@ def main(argv=None) -> int:
     parser.add_argument("--monitoring-config-file", default=str(metrics.DEFAULT_CONFIG),
                         help="TF Serving MonitoringConfig (text format): where the REST port "
                         "serves Prometheus metrics ('': nowhere)")
+    parser.add_argument("--drift-pieces", type=count, default=metrics.DRIFT_PIECES,
+                        help="the drift gauge compares the last N pieces each model version "
+                        "composed with its training data")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ logs")
     args = parser.parse_args(argv)
     quiet_tensorflow(args.verbose)
@@ -216,8 +220,8 @@ def main(argv=None) -> int:
         registry = ModelRegistry(args.model_config, args.poll_seconds)
         batcher = Batcher(params, max_batch_steps=limits.max_batch_steps) \
             if params is not None else None
-        stats = Metrics(registry, batcher)
         predictor = Predictor(limits, batcher)
+        stats = Metrics(registry, predictor, args.drift_pieces)
         # batching: an RPC mostly waits for its batch, so each admitted one gets a thread
         server = start_grpc(registry, args.host, args.port, limits, predictor, stats,
                             workers=args.max_concurrent_rpcs if batcher else 8,

@@ -8,11 +8,13 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import mido
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from preprocessing.piece import Piece, quantize
 
@@ -302,6 +304,16 @@ def stop_server(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def scrape(server) -> dict:
+    """(sample name, labels as a sorted tuple) → value, parsed with prometheus_client."""
+    with urllib.request.urlopen(server.rest + "/monitoring/prometheus/metrics",
+                                timeout=30) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 @pytest.fixture(scope="session")

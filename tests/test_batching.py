@@ -5,20 +5,20 @@ models, whose concurrent requests must answer exactly what each alone answers in
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from prometheus_client.parser import text_string_to_metric_families
 
+from evaluation import metrics as mm
 from serving import contract
 from serving.batching import (
     DEFAULT_PARAMETERS,
@@ -29,10 +29,12 @@ from serving.batching import (
 from serving.client import Client, ClientError
 from serving.metrics import DEFAULT_CONFIG, read_monitoring_path
 from serving.models import ServingError
-from tests.conftest import REPO, start_server, stop_server
+from serving.versions import INFO, training_info
+from tests.conftest import REPO, scrape, start_server, stop_server
 from tests.test_serving import normalized, rest_call
 from tests.zoo import SEQ_LEN
-from trainer import export
+from trainer import export, training
+from trainer.models import MODELS
 
 QUEUE = ("m", 1, "generate")
 
@@ -291,17 +293,25 @@ def test_monitoring_config_file_is_read(tmp_path):
 # --- a real server on the zoo's models ---------------------------------------------------------
 
 SERVED = {"notes": ("attention_lstm", "notes"), "roll": ("lstm", "pianoroll")}
-OUTPUT = {"notes": "tokens", "roll": "frames"}
+DRIFTING = "drifting"
+OUTPUT = {"notes": "tokens", "roll": "frames", DRIFTING: "frames"}
 TIMEOUT_MICROS = 300_000  # long enough that requests sent together merge on a loaded machine
 
 
 @pytest.fixture(scope="module")
 def served(zoo, tmp_path_factory):
-    """EXPORT/{notes,roll}/1 from the zoo, their models.config, and name → Trained."""
+    """EXPORT/{notes,roll}/1 from the zoo, their models.config, and name → Trained; and
+    EXPORT/drifting/1, the roll model with its training notes' distributions kept as
+    `trainer.task` keeps them (the zoo's exports have none)."""
     folder = tmp_path_factory.mktemp("batching") / "models"
     models = {name: zoo(*case) for name, case in SERVED.items()}
     for name, trained in models.items():
         shutil.copytree(trained.path, folder / name / "1")
+    shutil.copytree(models["roll"].path, folder / DRIFTING / "1")
+    data, spec = zoo.dataset("pianoroll")
+    info = {"notes": training.note_reference(MODELS["lstm"], spec, data)}
+    (folder / DRIFTING / "1" / INFO).parent.mkdir(exist_ok=True)
+    (folder / DRIFTING / "1" / INFO).write_text(json.dumps(info))
     export.write_models_config(folder)
     return folder, models
 
@@ -318,16 +328,6 @@ def server(served, tmp_path_factory):
                      str(config))
     yield s
     stop_server(s.proc)
-
-
-def scrape(server) -> dict:
-    """(sample name, labels as a sorted tuple) → value, parsed with prometheus_client."""
-    with urllib.request.urlopen(server.rest + "/monitoring/prometheus/metrics",
-                                timeout=30) as response:
-        assert response.headers["Content-Type"].startswith("text/plain")
-        text = response.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def total(metrics: dict, name: str, **labels) -> float:
@@ -470,6 +470,34 @@ def test_metrics_count_requests_by_status_and_list_the_loaded_versions(server, s
         assert after[("serving_model_version_loaded", (("model", name), ("version", "1")))] == 1
     assert after[("serving_batch_queue_depth", (("model", "notes"), ("signature", "generate"),
                                                 ("version", "1")))] == 0
+
+
+def test_the_drift_gauge_measures_what_a_version_composed_against_its_training_notes(
+        server, served):
+    """W1 of the pitches and durations of the pieces `generate` served (primers left out)
+    against the training notes the export keeps; versions without them have no series."""
+    trained = served[1]["roll"]
+    reference = training_info(served[0] / DRIFTING / "1")["notes"]
+    requests = [roll_inputs(trained, i, 8, 12 + 4 * i, seed=i, temperature=1.5)
+                for i in range(3)]
+    answers = send_together(server, [(DRIFTING, inputs, "grpc") for inputs in requests[:2]])
+    assert not any(isinstance(a, ClientError) for a in answers), answers
+    Client(rest=server.rest, timeout=60).predict(DRIFTING, "generate", requests[2])
+    fn = trained.loaded.signatures["generate"]
+    meta = contract.metadata_from_outputs(
+        trained.loaded.signatures["metadata"](**contract.METADATA_REQUEST))
+    composed = [contract.composed_piece(fn(**{k: tf.constant(v) for k, v in r.items()}), meta)
+                for r in requests]
+    assert all(len(p) for p in composed)
+    expected = mm.distribution_drift(reference, mm.note_distributions(composed))
+    metrics = scrape(server)
+    labels = (("model", DRIFTING), ("version", "1"))
+    assert metrics[("serving_drift_pieces", labels)] == 3
+    for feature in ("pitch", "duration"):
+        assert metrics[("serving_drift_wasserstein", (("feature", feature), *labels))] == \
+            pytest.approx(expected[feature], rel=1e-6)
+    assert not any(name.startswith("serving_drift") and ("model", "roll") in labels
+                   for name, labels in metrics)
 
 
 # --- a server with a queue of one batch of one row ---------------------------------------------

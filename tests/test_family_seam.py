@@ -14,7 +14,8 @@ import tensorflow as tf
 from evaluation import evaluate
 from preprocessing.readers import read_file
 from serving import client as serving_client
-from tests.conftest import start_server, stop_server, two_voices, write_midi_file
+from serving.versions import training_info
+from tests.conftest import scrape, start_server, stop_server, two_voices, write_midi_file
 from trainer import decoders, generate, rng, task
 from trainer.export import base
 from trainer.models import MODELS, Family
@@ -113,6 +114,12 @@ def test_a_family_registered_at_run_time_goes_through_every_shared_path(
         assert serving_client.main(["--server", server.grpc, "--model", NAME, "--primer",
                                     str(sorted(corpus.glob("*.mid"))[0]), "--steps", "16",
                                     "--seed", "3", "--out", str(served)]) == 0
+        # the export kept its training notes: the server measures what it served against them
+        assert sum(training_info(saved / NAME / "1")["notes"]["pitch"]["counts"]) > 0
+        metrics = scrape(server)
+        labels = (("model", NAME), ("version", "1"))
+        assert metrics[("serving_drift_pieces", labels)] == 1
+        assert metrics[("serving_drift_wasserstein", (("feature", "pitch"), *labels))] >= 0
     finally:
         stop_server(server.proc)
     remote = read_file(served)[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -310,3 +311,21 @@ def test_drift():
     up = [p.transposed(2) for p in pieces]
     assert mm.drift(pieces, up) == {"pitch": pytest.approx(2.0), "duration": 0.0}
     assert mm.drift(pieces, [from_notes([])]) == {"pitch": None, "duration": None}
+
+
+def test_note_distributions_keep_the_notes_w1_in_a_few_json_numbers():
+    """What an export keeps of its training notes gives the W1 of the notes themselves."""
+    rng = np.random.default_rng(11)
+
+    def piece(low):
+        return from_notes([(int(rng.integers(low, low + 20)), i / 2, float(rng.uniform(0.1, 3)))
+                           for i in range(30)])
+
+    train, served = [piece(50) for _ in range(5)], [piece(55) for _ in range(3)]
+    kept = json.loads(json.dumps(mm.note_distributions(train)))
+    assert len(kept["pitch"]["values"]) <= 128
+    assert sum(kept["pitch"]["counts"]) == sum(len(p) for p in train)
+    measured = mm.distribution_drift(kept, mm.note_distributions(served))
+    for key in ("pitch", "duration"):
+        notes = [np.concatenate([getattr(p, key) for p in pieces]) for pieces in (train, served)]
+        assert measured[key] == pytest.approx(mm.wasserstein_1d(*notes), abs=1e-3)

@@ -117,6 +117,7 @@ def train_and_evaluate(config: Config) -> dict:
     train, val = training.arrays(config, spec, folder)  # fails before anything is written
     job = Path(config.job_dir)
     vocab = Vocabulary.load(folder / "vocab.json") if spec.representation == "notes" else None
+    reference = training.note_reference(MODELS[config.model], spec, folder, vocab)
     if config.multiworker:
         job, fit = distributed.job_dir_for(job), distributed.fit
     else:
@@ -128,7 +129,7 @@ def train_and_evaluate(config: Config) -> dict:
         model = keras.saving.load_model(job / "model.keras",
                                         custom_objects=MODELS[config.model].custom_objects)
         finished = json.loads((job / FINISHED).read_text())["metrics"]
-        return {**finished, **export_trained(config, spec, model, vocab, train[0])}
+        return {**finished, **export_trained(config, spec, model, vocab, train[0], reference)}
     job.mkdir(parents=True, exist_ok=True)
     (job / FINISHED).unlink(missing_ok=True)
     config.save(job / "config.json")
@@ -140,7 +141,8 @@ def train_and_evaluate(config: Config) -> dict:
     tmp = job / f"{FINISHED}.tmp"
     tmp.write_text(json.dumps({"run": run, "metrics": metrics}, indent=1))
     os.replace(tmp, job / FINISHED)
-    return {**metrics, **(export_trained(config, spec, model, vocab, train[0]) if model else {})}
+    exported = export_trained(config, spec, model, vocab, train[0], reference) if model else {}
+    return {**metrics, **exported}
 
 
 FINISHED = "finished.json"  # written once model.keras is complete, before the export

@@ -41,13 +41,15 @@ def export(model, family: str, spec, window: int, export_dir: str | Path,
     return target
 
 
-def export_trained(config, spec, model, vocab=None, x=None) -> dict:
+def export_trained(config, spec, model, vocab=None, x=None, reference=None) -> dict:
     """Exports a job's trained model as the next version, unless `config.export_dir` is ''.
 
     Args:
         config: the job's `trainer.config.Config` (export_dir, export_name, model, seq_len).
         x: the training inputs (a conditional model's key profiles come from their
             conditions).
+        reference: the training pieces' `note_distributions`, kept with the export for the
+            server's drift gauge.
 
     Returns:
         {"export": the version folder}, or {} when export is off.
@@ -56,6 +58,8 @@ def export_trained(config, spec, model, vocab=None, x=None) -> dict:
         return {}
     conditions = x.get("condition") if isinstance(x, dict) else None
     info = {"data": list(config.data), "job_dir": config.job_dir}
+    if reference is not None:
+        info["notes"] = reference
     path = export(model, config.model, spec, config.seq_len, config.export_dir,
                   config.export_name or None, vocab, conditions=conditions, info=info)
     before = [v for v in versions(path.parent) if v < int(path.name)]

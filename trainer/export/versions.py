@@ -7,15 +7,14 @@ import os
 import shutil
 from pathlib import Path
 
-from serving.versions import version_numbers
+from serving.versions import INFO, training_info, version_numbers
+
+__all__ = ["INFO", "save_version", "training_info", "versions", "write_models_config"]
 
 
 def versions(base: str | Path) -> list[int]:
     """The version numbers under a model folder, oldest first."""
     return version_numbers(base)
-
-
-INFO = Path("assets.extra") / "training.json"  # beside the SavedModel; TF Serving ignores it
 
 
 def save_version(module, signatures: dict, base: Path, info: dict | None = None) -> Path:
@@ -72,11 +71,3 @@ def write_models_config(export_dir: str | Path) -> Path:
     tmp.write_text(text_format.MessageToString(config))
     os.replace(tmp, path)
     return path
-
-
-def training_info(version_dir: Path) -> dict:
-    """What a version was trained on ({} for versions exported without it)."""
-    try:
-        return json.loads((Path(version_dir) / INFO).read_text())
-    except (OSError, ValueError):
-        return {}

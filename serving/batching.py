@@ -383,7 +383,10 @@ class Predictor:
         signature = signature or "serving_default"
         outputs = self._run(model, signature, inputs, deadline)
         if self.on_served is not None:
-            self.on_served(model, signature, outputs)
+            try:
+                self.on_served(model, signature, outputs)
+            except Exception:  # a failing metric never fails a request
+                log.exception("on_served: %s version %s", model.name, model.version)
         return outputs
 
     def _run(self, model: Servable, signature: str, inputs: dict[str, np.ndarray],

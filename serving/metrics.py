@@ -182,7 +182,7 @@ class Drift:
 
     def __init__(self, models, keep: int = DRIFT_PIECES):
         self.models, self.keep = models, keep
-        self.lock = threading.Lock()
+        self.lock, self.converting = threading.Lock(), threading.Lock()
         # (model, version) → (training distributions, metadata, deque of [outputs row, piece])
         self.served: dict[tuple[str, int], tuple] = {}
 
@@ -203,7 +203,8 @@ class Drift:
             if kept is None:
                 kept = self.served[model.name, model.version] = (
                     reference, meta, collections.deque(maxlen=self.keep))
-            kept[2].extend([{k: v[i:i + 1] for k, v in outputs.items()}, None]
+            # copies: a view would keep the whole batch's arrays alive
+            kept[2].extend([{k: v[i:i + 1].copy() for k, v in outputs.items()}, None]
                            for i in range(rows))
 
     def collect(self):
@@ -228,9 +229,10 @@ class Drift:
                     for key, (reference, meta, rows) in self.served.items()}
         for (name, version), (reference, meta, rows) in sorted(kept.items()):
             try:
-                for row in rows:
-                    if row[1] is None:  # then the outputs are no longer needed
-                        row[:] = None, composed_piece(row[0], meta)
+                with self.converting:  # one scrape at a time turns outputs into notes
+                    for row in rows:
+                        if row[1] is None:  # then the outputs are no longer needed
+                            row[:] = None, composed_piece(row[0], meta)
                 measured = mm.distribution_drift(reference,
                                                  mm.note_distributions([r[1] for r in rows]))
             except Exception as exc:  # a scrape must not fail for one model

@@ -365,12 +365,6 @@ def ngram_overlap(generated_tokens, training_sequences, n: int = 8) -> float:
 
 # --- drift --------------------------------------------------------------------------------------
 
-def wasserstein_1d(a, b) -> float:
-    """1-D earth mover's distance between two samples (scipy); raises ValueError for an empty
-    sample."""
-    return float(stats.wasserstein_distance(_sample(a), _sample(b)))
-
-
 DRIFT_FEATURES = ("pitch", "duration")
 DURATION_RESOLUTION = 1e-3  # quarters: durations are counted at this resolution
 

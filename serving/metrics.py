@@ -69,7 +69,8 @@ class Metrics:
         models: the ModelRegistry (its loaded versions are read at each scrape).
         predictor: the Predictor whose outputs the drift gauge measures; its batcher's calls
             are counted and its queue depths read at each scrape.
-        drift_pieces: how many of the last pieces each version served the drift is measured on.
+        drift_pieces: how many of the last pieces each version served the drift is measured on
+            (0: no drift gauge).
     """
 
     def __init__(self, models, predictor, drift_pieces: int = DRIFT_PIECES):
@@ -93,9 +94,10 @@ class Metrics:
         self.reruns = Counter("serving_batch_reruns", "merged calls that failed and were rerun "
                               "one request at a time", model, registry=self.registry)
         self.registry.register(_Live(models, batcher))
-        self.drift = Drift(models, drift_pieces)
-        self.registry.register(self.drift)
-        predictor.on_served = self.drift.record
+        if drift_pieces > 0:
+            self.drift = Drift(models, drift_pieces)
+            self.registry.register(self.drift)
+            predictor.on_served = self.drift.record
         if batcher is not None:
             batcher.on_batch, batcher.on_rerun = self.on_batch, self.on_rerun
 
@@ -176,42 +178,49 @@ class Drift:
     `generate` signature served (primers left out) and of its training pieces, which the export
     keeps (`serving.versions.INFO`). Versions exported without them have no drift series.
 
-    Served outputs are kept as they come and turned into notes at the scrape, off the requests'
-    path; a version no longer loaded is forgotten at the next scrape.
+    Each served piece is kept as the counts of its pitches and durations (a few hundred numbers
+    at most, whatever the request's size), made on the request's thread once its answer is
+    computed; a version no longer loaded is forgotten at the next scrape.
     """
 
     def __init__(self, models, keep: int = DRIFT_PIECES):
         self.models, self.keep = models, keep
-        self.lock, self.converting = threading.Lock(), threading.Lock()
-        # (model, version) → (training distributions, metadata, deque of [outputs row, piece])
+        self.lock = threading.Lock()
+        # (model, version) → (the Servable's id, training distributions, deque of each served
+        # piece's distributions)
         self.served: dict[tuple[str, int], tuple] = {}
+        self.failed: set = set()  # versions whose outputs could not be read: said once
 
     def record(self, model, signature: str, outputs: dict) -> None:
-        """Keeps the rows of a `generate` answer (a Predictor's `on_served`)."""
+        """Keeps the notes of a `generate` answer's rows (a Predictor's `on_served`)."""
+        from evaluation import metrics as mm
+        from serving.contract import composed_piece
+
         reference = model.info.get("notes")
         if signature != DRIFT_SIGNATURE or not isinstance(reference, dict) or not outputs:
             return
-        try:
-            meta = model.metadata()
-        except Exception as exc:  # the answer is sent anyway; drift is not worth a failure
-            log.warning("drift: %s version %s has no readable metadata (%s)", model.name,
-                        model.version, exc)
-            return
+        meta, key = model.metadata(), (model.name, model.version)
         rows = len(next(iter(outputs.values())))
+        try:
+            counted = [mm.note_distributions([composed_piece(outputs, meta, row)])
+                       for row in range(max(0, rows - self.keep), rows)]
+        except Exception as exc:  # the answer is sent anyway
+            if (id(model), key) not in self.failed:
+                self.failed.add((id(model), key))
+                log.warning("drift: %s version %s: its generate outputs could not be read as "
+                            "notes (%s)", model.name, model.version, exc)
+            return
         with self.lock:
-            kept = self.served.get((model.name, model.version))
-            if kept is None:
-                kept = self.served[model.name, model.version] = (
-                    reference, meta, collections.deque(maxlen=self.keep))
-            # copies: a view would keep the whole batch's arrays alive
-            kept[2].extend([{k: v[i:i + 1].copy() for k, v in outputs.items()}, None]
-                           for i in range(rows))
+            kept = self.served.get(key)
+            if kept is None or kept[0] != id(model):  # new, or another export of that number
+                kept = self.served[key] = (id(model), reference,
+                                           collections.deque(maxlen=self.keep))
+            kept[2].extend(counted)
 
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
 
         from evaluation import metrics as mm
-        from serving.contract import composed_piece
 
         distance = GaugeMetricFamily(
             "serving_drift_wasserstein", "Wasserstein distance between the note pitches "
@@ -219,28 +228,26 @@ class Drift:
             "composed and those of its training data", labels=["model", "version", "feature"])
         pieces = GaugeMetricFamily("serving_drift_pieces", "served pieces the drift is "
                                    "measured on", labels=["model", "version"])
+        silent = GaugeMetricFamily("serving_drift_silent_pieces", "of those, pieces without a "
+                                   "note", labels=["model", "version"])
         with self.models.lock:
             loaded = {(name, number) for name, numbers in self.models.models.items()
                       for number in numbers}
         with self.lock:
             for key in set(self.served) - loaded:
                 del self.served[key]
-            kept = {key: (reference, meta, list(rows))
-                    for key, (reference, meta, rows) in self.served.items()}
-        for (name, version), (reference, meta, rows) in sorted(kept.items()):
-            try:
-                with self.converting:  # one scrape at a time turns outputs into notes
-                    for row in rows:
-                        if row[1] is None:  # then the outputs are no longer needed
-                            row[:] = None, composed_piece(row[0], meta)
-                measured = mm.distribution_drift(reference,
-                                                 mm.note_distributions([r[1] for r in rows]))
-            except Exception as exc:  # a scrape must not fail for one model
-                log.warning("drift: %s version %s: %s", name, version, exc)
-                continue
-            for feature, value in measured.items():
+            kept = {key: (reference, list(rows))
+                    for key, (_, reference, rows) in self.served.items()}
+        for (name, version), (reference, rows) in sorted(kept.items()):
+            served = {feature: {part: [x for row in rows for x in row[feature][part]]
+                                for part in ("values", "counts")}
+                      for feature in mm.DRIFT_FEATURES}
+            for feature, value in mm.distribution_drift(reference, served).items():
                 if value is not None:
                     distance.add_metric([name, str(version), feature], value)
-            pieces.add_metric([name, str(version)], len(rows))
+            labels = [name, str(version)]
+            pieces.add_metric(labels, len(rows))
+            silent.add_metric(labels, sum(not row["pitch"]["counts"] for row in rows))
         yield distance
         yield pieces
+        yield silent

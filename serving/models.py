@@ -63,13 +63,18 @@ class Servable:
         self._metadata: dict | None = None
 
     def metadata(self) -> dict:
-        """Its `metadata` signature's outputs as plain values ({} for a model without one),
-        read once."""
+        """Its `metadata` signature's outputs as plain values, read once ({} for a model
+        without one, or whose metadata fails)."""
         if self._metadata is None:
             from serving.contract import METADATA_REQUEST, metadata_from_outputs
 
             fn = self.signatures.get("metadata")
-            self._metadata = metadata_from_outputs(fn(**METADATA_REQUEST)) if fn else {}
+            try:
+                self._metadata = metadata_from_outputs(fn(**METADATA_REQUEST)) if fn else {}
+            except Exception as exc:
+                log.warning("%s version %s: its metadata signature fails (%s)", self.name,
+                            self.version, exc)
+                self._metadata = {}
         return self._metadata
 
     def check(self, signature: str, inputs: dict[str, np.ndarray], limits: Limits):

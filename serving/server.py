@@ -149,11 +149,11 @@ def start_grpc(registry: ModelRegistry, host: str, port: int, limits: Limits,
     return server
 
 
-def _positive(kind):
+def _positive(kind, zero: bool = False):
     def parse(text: str):
         value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text}: must be > 0")
+        if not (value >= 0 if zero else value > 0):
+            raise argparse.ArgumentTypeError(f"{text}: must be {'>=' if zero else '>'} 0")
         return value
     parse.__name__ = kind.__name__  # argparse names the type in its errors
     return parse
@@ -202,9 +202,9 @@ def main(argv=None) -> int:
     parser.add_argument("--monitoring-config-file", default=str(metrics.DEFAULT_CONFIG),
                         help="TF Serving MonitoringConfig (text format): where the REST port "
                         "serves Prometheus metrics ('': nowhere)")
-    parser.add_argument("--drift-pieces", type=count, default=metrics.DRIFT_PIECES,
-                        help="the drift gauge compares the last N pieces each model version "
-                        "composed with its training data")
+    parser.add_argument("--drift-pieces", type=_positive(int, zero=True),
+                        default=metrics.DRIFT_PIECES, help="the drift gauge compares the last N "
+                        "pieces each model version composed with its training data (0: off)")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ logs")
     args = parser.parse_args(argv)
     quiet_tensorflow(args.verbose)
@@ -221,7 +221,7 @@ def main(argv=None) -> int:
         batcher = Batcher(params, max_batch_steps=limits.max_batch_steps) \
             if params is not None else None
         predictor = Predictor(limits, batcher)
-        stats = Metrics(registry, predictor, args.drift_pieces)
+        stats = Metrics(registry, predictor, args.drift_pieces if metrics_path else 0)
         # batching: an RPC mostly waits for its batch, so each admitted one gets a thread
         server = start_grpc(registry, args.host, args.port, limits, predictor, stats,
                             workers=args.max_concurrent_rpcs if batcher else 8,

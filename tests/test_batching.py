@@ -493,6 +493,7 @@ def test_the_drift_gauge_measures_what_a_version_composed_against_its_training_n
     metrics = scrape(server)
     labels = (("model", DRIFTING), ("version", "1"))
     assert metrics[("serving_drift_pieces", labels)] == 3
+    assert metrics[("serving_drift_silent_pieces", labels)] == 0
     for feature in ("pitch", "duration"):
         assert metrics[("serving_drift_wasserstein", (("feature", feature), *labels))] == \
             pytest.approx(expected[feature], rel=1e-6)

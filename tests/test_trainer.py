@@ -318,6 +318,12 @@ def test_training_samples_show_their_primer_and_are_measured_against_the_split(z
     assert len(pieces) == 6 and all(len(p) for p in pieces)
     density = training.reference_density(family, spec, folder, vocab)
     assert density == pytest.approx(np.mean([mm.note_density(p) for p in pieces])) and density > 0
+    # what the export keeps for the server's drift gauge: the same pieces' notes
+    assert training.note_reference(family, spec, folder, vocab) == mm.note_distributions(pieces)
+
+
+def test_a_family_that_does_not_compose_keeps_no_note_reference():
+    assert training.note_reference(MODELS["refine"], None, None) is None
 
 
 def test_teacher_forcing_schedule_sets_the_ratio_and_history_reports_it(datasets):

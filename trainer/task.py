@@ -117,7 +117,8 @@ def train_and_evaluate(config: Config) -> dict:
     train, val = training.arrays(config, spec, folder)  # fails before anything is written
     job = Path(config.job_dir)
     vocab = Vocabulary.load(folder / "vocab.json") if spec.representation == "notes" else None
-    reference = training.note_reference(MODELS[config.model], spec, folder, vocab)
+    reference = training.note_reference(MODELS[config.model], spec, folder, vocab) \
+        if config.export_dir else None
     if config.multiworker:
         job, fit = distributed.job_dir_for(job), distributed.fit
     else:

@@ -58,13 +58,16 @@ def reference_density(family, spec: data_lib.DataSpec, folder: Path, vocab=None)
     return float(np.mean([mm.note_density(p) for p in pieces])) if pieces else None
 
 
-def note_reference(family, spec: data_lib.DataSpec, folder: Path, vocab=None) -> dict:
-    """The training pieces' note pitches and durations as the family writes music
-    (`evaluation.metrics.note_distributions`): what a server measures the drift of the pieces
-    it serves against."""
+def note_reference(family, spec: data_lib.DataSpec, folder: Path, vocab=None) -> dict | None:
+    """The note pitches and durations of up to 64 training items (transposed variants
+    included) as the family writes music (`evaluation.metrics.note_distributions`): what a
+    server measures the drift of the pieces it serves against. None for a family that does
+    not compose (refine)."""
     from evaluation import metrics as mm
 
-    return mm.note_distributions(list(family.split_pieces(folder, "train", spec, vocab)))
+    if not family.generates:
+        return None
+    return mm.note_distributions(family.split_pieces(folder, "train", spec, vocab))
 
 
 def fit(config: Config, spec: data_lib.DataSpec, job: Path, train, val=None,

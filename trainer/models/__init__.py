@@ -132,10 +132,12 @@ class Family:
                                                                           vocab)
 
     def split_pieces(self, folder, split: str, spec, vocab=None, most: int = 64) -> list:
-        """Up to `most` pieces of an encoded split as the family writes music: what its samples
-        are measured against."""
+        """Up to `most` pieces of an encoded split as the family writes music, spread over the
+        split (its items are in file order, a piece's transposed variants side by side): what
+        its samples are measured against."""
+        items = dataset.load_split(folder, split)
         return [self.to_piece(spec, item, vocab)
-                for item in dataset.load_split(folder, split)[:most]]
+                for item in items[::max(1, -(-len(items) // most))]]
 
     def callbacks(self, hp: dict) -> list:
         return self.module.callbacks(hp) if hasattr(self.module, "callbacks") else []

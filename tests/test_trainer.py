@@ -983,3 +983,20 @@ def test_a_flag_left_out_takes_the_familys_budget_and_a_flag_given_wins():
     assert "--steps-per-quarter 1" in MODELS["rnn_nade"].budget
     with pytest.raises(InputError, match="--steps-per-quarter must be >= 1"):
         Config(model="lstm", steps_per_quarter=0)
+
+
+@pytest.mark.slow
+def test_the_clis_print_only_their_own_words():
+    """No TensorFlow start-up noise (CUDA probing, oneDNN and absl lines) before a trainer CLI's
+    own output, and `trainer.generate` parses its flags before TensorFlow is imported."""
+    def run(*argv):
+        return subprocess.run([sys.executable, *argv], capture_output=True, text=True,
+                              cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+
+    imported = run("-c", "import sys, trainer.generate; print('tensorflow' in sys.modules)")
+    assert imported.stdout.strip() == "False", imported.stderr
+    err = run("-m", "trainer.task", "--model", "nosuch").stderr
+    assert err.startswith("usage: python -m trainer.task"), err[:500]
+    assert "error: argument --model: invalid choice: 'nosuch'" in err.splitlines()[-1]
+    err = run("-m", "trainer.generate", "--model", "/nonexistent", "--out", "x.mid").stderr
+    assert err == "error: /nonexistent: no exported SavedModel (expected /nonexistent/<version>/)\n"

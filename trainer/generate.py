@@ -17,6 +17,7 @@ from preprocessing.piece import InputError
 from serving.cli_flags import add_request_flags, check_request_flags, compose
 from serving.composer import Composer
 from serving.errors import ComposerError
+from serving.quiet import quiet_tensorflow
 
 
 def main(argv=None) -> int:
@@ -31,6 +32,7 @@ def main(argv=None) -> int:
     parser.add_argument("--wav", help="also render a WAV (FluidSynth)")
     parser.add_argument("--png", help="also draw the piano roll")
     args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
     try:
         check_request_flags(args)
         composer = Composer(args.model, version=args.version)

@@ -7,7 +7,7 @@ import types
 
 from preprocessing import dataset
 from preprocessing.notes import Vocabulary
-from trainer import conditions, sampling
+from trainer import _quiet, conditions, sampling  # noqa: F401 (_quiet first: before TensorFlow)
 from trainer import data as data_lib
 from trainer.models import (
     attention_lstm,

@@ -157,12 +157,12 @@ def interpolation_ends(composer: Composer, pieces: list[Piece], pairs: int, poin
 
 
 def generate_samples(composer: Composer, primers: list[Piece], count: int, steps: int,
-                     seed: int) -> list[Piece]:
+                     seed: int, temperature: float = 1.0) -> list[Piece]:
     """`count` continuations (primer excluded), primed from the held-out pieces in turn."""
     out = []
     for i in _progress(range(count), "composing samples", "sample"):
         result = composer.generate(primers[i % len(primers)], steps, seed=seed + i,
-                                   accompany=False)
+                                   temperature=temperature, accompany=False)
         piece, primer_end = result.piece, result.primer_end
         keep = piece.start >= primer_end
         out.append(Piece(f"sample_{i}", "", piece.pitch[keep], piece.start[keep] - primer_end,
@@ -194,20 +194,20 @@ def as_heard(piece: Piece, meta: dict) -> Piece:
 
 
 def evaluate(composer: Composer, heldout: list[Piece], train: list[Piece], samples: int,
-             steps: int, seed: int) -> dict:
+             steps: int, seed: int, temperature: float = 1.0) -> dict:
     meta = composer.metadata()
     if "generate" not in composer.signatures():
         raise InputError(f"{composer.name}: {meta['model']} does not compose (no generate "
                          "signature); bench/refine.py measures refine models")
     spq = meta["steps_per_quarter"]
-    generated = generate_samples(composer, heldout, samples, steps, seed)
+    generated = generate_samples(composer, heldout, samples, steps, seed, temperature)
     tokens = [onset_tokens(p, spq) for p in generated]
     training = [onset_tokens(p, spq) for p in train]
     heard = [as_heard(p, meta) for p in heldout]
     comparison = mm.compare_sets(generated, heard)
     density = float(np.mean([mm.note_density(p) for p in heard]))
     return {
-        "model": composer.name, "metadata": meta,
+        "model": composer.name, "metadata": meta, "temperature": temperature,
         "heldout_pieces": len(heldout), "train_pieces": len(train),
         "likelihood": likelihood(composer, heldout),
         "features": comparison,
@@ -283,6 +283,8 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--steps", type=int, default=256)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="the samples' sampling temperature")
     parser.add_argument("--limit", type=int, help="at most this many held-out pieces")
     parser.add_argument("--out", required=True)
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ logs")
@@ -292,7 +294,8 @@ def main(argv=None) -> int:
         heldout = load_pieces(args.data, args.data_split, args.limit)  # cheap checks first
         train = load_pieces(args.train_data, args.train_split)
         composer = Composer(args.model, version=args.version)
-        report = evaluate(composer, heldout, train, args.samples, args.steps, args.seed)
+        report = evaluate(composer, heldout, train, args.samples, args.steps, args.seed,
+                          args.temperature)
     except (ComposerError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from evaluation import evaluate
@@ -63,6 +64,25 @@ def test_report_holds_every_section(report):
 def test_same_seed_same_report(exported, report, tmp_path):
     # a second run (a fresh load of the model) with the module's seed: the same report
     assert run_evaluate(exported, tmp_path / "again") == report[1]
+
+
+def test_samples_are_drawn_at_the_temperature_asked(exported, report):
+    """--temperature reaches every sample: each is what the model composes at it."""
+    from serving.composer import Composer
+
+    model, corpus, _ = exported
+    heldout = evaluate.load_pieces([str(corpus)], "all")
+    composer = Composer(str(model))
+    cold = evaluate.generate_samples(composer, heldout, 2, 24, seed=1, temperature=0.25)
+    for i, sample in enumerate(cold):
+        alone = composer.generate(heldout[i], 24, seed=1 + i, temperature=0.25,
+                                  accompany=False)
+        keep = alone.piece.start >= alone.primer_end
+        assert sample.pitch.tolist() == alone.piece.pitch[keep].tolist()
+        np.testing.assert_allclose(sample.start, alone.piece.start[keep] - alone.primer_end)
+    warm = evaluate.generate_samples(composer, heldout, 2, 24, seed=1)
+    assert any(notes_of(a) != notes_of(b) for a, b in zip(cold, warm))
+    assert report[1]["temperature"] == 1.0
 
 
 def test_onset_tokens_group_notes_that_start_together():

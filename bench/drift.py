@@ -6,9 +6,12 @@ durations (quarter notes) of the last 64 pieces a model version served and those
 training pieces kept with its export (`evaluation.metrics.note_distributions`). This bench reads
 the Bach chorales, keeps 64 as the training reference, and prints the gauge for 64 other
 chorales as they are (what a model that composes like its corpus would read), transposed, with
-their durations halved, and for random pitches; and what one scrape's measure costs.
+their durations halved, and for random pitches; and what one scrape's measure costs. With
+--model, also what the gauge reads for a trained export composing from the first chorale
+(seeds 0..N-1, in process through the server's own `Drift`), and what keeping one served piece
+costs the request.
 
-    python bench/drift.py
+    python bench/drift.py [--model saved_models/rnn_nade/1 --pieces 8 --steps 500]
 """
 
 from __future__ import annotations
@@ -29,7 +32,55 @@ from preprocessing.readers import corpus_paths, read_file  # noqa: E402
 KEPT = 64
 
 
+def trained_export(version: Path, pieces: int, steps: int) -> None:
+    """The server's drift gauge for `pieces` compositions of a trained export."""
+    import threading
+
+    import tensorflow as tf
+
+    from serving import contract
+    from serving.metrics import Drift
+    from serving.models import Servable
+
+    model = Servable(version.parent.name, int(version.name), version)
+    if "notes" not in model.info:
+        raise SystemExit(f"{version}: exported without its training notes (retrain to export)")
+
+    class Registry:
+        lock, models = threading.Lock(), {model.name: {model.version: model}}
+
+    drift, meta = Drift(Registry()), model.metadata()
+    primer = contract.primer_steps(contract.read_primer(None), meta)
+    generate, costs = model.signatures["generate"], []
+    for seed in range(pieces):
+        inputs = contract.generate_inputs(primer, meta, steps, seed=seed)
+        outputs = {k: v.numpy() for k, v in generate(**{k: tf.constant(v)
+                                                         for k, v in inputs.items()}).items()}
+        began = time.perf_counter()
+        drift.record(model, "generate", outputs)
+        costs.append(time.perf_counter() - began)
+    gauges = {(m.name, s.labels.get("feature")): s.value for m in drift.collect()
+              for s in m.samples}
+    print(f"{version} ({meta['model']}), {pieces} pieces of {steps} steps from the first "
+          f"chorale: pitch {gauges[('serving_drift_wasserstein', 'pitch')]:.2f}, duration "
+          f"{gauges[('serving_drift_wasserstein', 'duration')]:.3f}, silent pieces "
+          f"{gauges[('serving_drift_silent_pieces', None)]:.0f}; keeping one piece: "
+          f"{np.median(costs) * 1000:.1f} ms (median)")
+
+
 def main() -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, help="a version folder of a trained export")
+    parser.add_argument("--pieces", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=500)
+    args = parser.parse_args()
+    if args.model:
+        from serving.quiet import quiet_tensorflow
+
+        quiet_tensorflow(False)
+        trained_export(args.model, args.pieces, args.steps)
     began = time.perf_counter()
     pieces = [p for path in corpus_paths("bach")[:3 * KEPT] for p in read_file(path)
               if len(p)][:2 * KEPT]

@@ -32,6 +32,7 @@ class Family:
     primer, steps, temperature, seed, seq_len)`, `to_piece(spec, steps, vocab)` (also given
     an item of an encoded split), `with_primer(spec, primer, steps, vocab)`,
     `callbacks(hp) -> list`, `LAST_ONLY = True` (sees whole windows, trains on the last target),
+    `WINDOW_STRIDE` (steps between training windows, default half a window),
     `IS_GAN = True` (no loss to monitor), `MONITOR` (the logged value early stopping and
     checkpoints watch, default "loss"), `GENERATES = False` (a model that refines music rather
     than writing it: no samples), `CUSTOM_OBJECTS` (for loading saved models),
@@ -50,6 +51,7 @@ class Family:
         self.representations: tuple[str, ...] = module.REPRESENTATIONS
         self.defaults: dict = module.DEFAULTS
         self.last_only: bool = getattr(module, "LAST_ONLY", False)
+        self.window_stride: int | None = getattr(module, "WINDOW_STRIDE", None)
         self.is_gan: bool = getattr(module, "IS_GAN", False)
         self.custom_objects: dict = getattr(module, "CUSTOM_OBJECTS", {})
         self.choices: dict = getattr(module, "CHOICES", {})
@@ -100,7 +102,7 @@ class Family:
         if hasattr(self.module, "make_arrays"):
             return self.module.make_arrays(folder, split, spec, config)
         x, y = data_lib.next_step_arrays(folder, split, spec, config.seq_len,
-                                         last_only=self.last_only)
+                                         last_only=self.last_only, stride=self.window_stride)
         if not config.hparams.get("condition"):
             return x, y
         tokens = Vocabulary.load(folder / "vocab.json").tokens \

@@ -117,8 +117,14 @@ def train_and_evaluate(config: Config) -> dict:
     train, val = training.arrays(config, spec, folder)  # fails before anything is written
     job = Path(config.job_dir)
     vocab = Vocabulary.load(folder / "vocab.json") if spec.representation == "notes" else None
-    reference = training.note_reference(MODELS[config.model], spec, folder, vocab) \
-        if config.export_dir else None
+
+    def export_job(model) -> dict:
+        """The export, with the training notes the server's drift gauge compares with (read
+        only when there is an export)."""
+        reference = training.note_reference(MODELS[config.model], spec, folder, vocab) \
+            if config.export_dir else None
+        return export_trained(config, spec, model, vocab, train[0], reference)
+
     if config.multiworker:
         job, fit = distributed.job_dir_for(job), distributed.fit
     else:
@@ -130,7 +136,7 @@ def train_and_evaluate(config: Config) -> dict:
         model = keras.saving.load_model(job / "model.keras",
                                         custom_objects=MODELS[config.model].custom_objects)
         finished = json.loads((job / FINISHED).read_text())["metrics"]
-        return {**finished, **export_trained(config, spec, model, vocab, train[0], reference)}
+        return {**finished, **export_job(model)}
     job.mkdir(parents=True, exist_ok=True)
     (job / FINISHED).unlink(missing_ok=True)
     config.save(job / "config.json")
@@ -142,8 +148,7 @@ def train_and_evaluate(config: Config) -> dict:
     tmp = job / f"{FINISHED}.tmp"
     tmp.write_text(json.dumps({"run": run, "metrics": metrics}, indent=1))
     os.replace(tmp, job / FINISHED)
-    exported = export_trained(config, spec, model, vocab, train[0], reference) if model else {}
-    return {**metrics, **exported}
+    return {**metrics, **(export_job(model) if model else {})}
 
 
 FINISHED = "finished.json"  # written once model.keras is complete, before the export

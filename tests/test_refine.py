@@ -4,8 +4,9 @@ play the top voice louder and to undo jittered durations, its exported `refine` 
 `trainer.generate --refine` / `python -m evaluation` with it.
 
 Everything is real: MIDI files written with mido and read back by the readers, datasets built by
-`preprocessing.dataset`, tiny models trained in this process (`trainer.task.main`), their
-SavedModels loaded with `tf.saved_model.load`, and the CLIs run in-process.
+`preprocessing.dataset`, a tiny refine model trained in this process (`trainer.task.main`) and
+the session zoo's lstm as the composer, their SavedModels loaded with `tf.saved_model.load`,
+and the CLIs run in-process.
 """
 
 from __future__ import annotations
@@ -369,18 +370,11 @@ def test_refine_inputs_with_a_generator_is_an_input_error(generator):
 # --- trainer.generate --refine and python -m evaluation --------------------------------------
 
 @pytest.fixture(scope="module")
-def generator(corpus, tmp_path_factory):
-    """A tiny lstm on notes, trained one epoch by trainer.task and exported."""
-    root = tmp_path_factory.mktemp("lstm-job")
-    rc, out, err = run_main(task.main, [
-        "--model", "lstm", "--data", corpus, "--epochs", 1, "--seq-len", 8, "--batch-size", 16,
-        "--hparams", "units=8,layers=1,dense=8,embedding=8", "--seed", 2, "--sample-every", 0,
-        "--job-dir", root / "job", "--export-dir", root / "exports"])
-    assert rc == 0, err[-3000:]
-    path = Path(json.loads(out.strip().splitlines()[-1])["export"])
-    loaded = tf.saved_model.load(str(path))
-    primer = write_midi_file(root / "primer.mid", [MELODY, BASS])
-    return {"path": path, "loaded": loaded, "meta": Composer(loaded).metadata(),
+def generator(zoo, tmp_path_factory):
+    """The session zoo's tiny lstm on notes."""
+    t = zoo("lstm", "notes")
+    primer = write_midi_file(tmp_path_factory.mktemp("generator") / "primer.mid", [MELODY, BASS])
+    return {"path": t.path, "loaded": t.loaded, "meta": Composer(t.loaded).metadata(),
             "primer": primer}
 
 

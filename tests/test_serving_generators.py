@@ -3,10 +3,10 @@
 and reached through `serving.composer.Composer` over `serving.client.Client` (gRPC and REST) and
 the client's CLI (`serving.client.main`).
 
-Everything is real: MIDI files written with mido, three models trained at tiny size by
-`python -m trainer.task` in this process and exported into one folder with its models.config
-(the refine model is the session zoo's, trained and exported in the tests' process),
-the server started once as a subprocess on 127.0.0.1 with free ports. Every served answer is
+Everything is real: MIDI files written with mido, the session zoo's tiny models (trained and
+exported in the tests' process; `trainer.task`'s own path to an export is test_export's and
+test_family_seam's) copied into one folder with its models.config, the server started once as
+a subprocess on 127.0.0.1 with free ports. Every served answer is
 checked bit for bit against the same SavedModel loaded in this process
 (`tf.saved_model.load` and the signature called on the same inputs).
 """
@@ -14,7 +14,6 @@ checked bit for bit against the same SavedModel loaded in this process
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from pathlib import Path
 
@@ -30,25 +29,19 @@ from serving import contract
 from serving.client import Client, ClientError
 from serving.composer import Composer
 from tests.conftest import Server, notes_of, start_server, stop_server, two_voices, write_midi_file
-from tests.zoo import hparams_flag, run_main
-from trainer import conditions, export, task
-from trainer import data as data_lib
-from trainer.config import Config
-from trainer.models import MODELS
+from tests.zoo import SEQ_LEN, Trained, run_main
+from trainer import conditions, export
 
-SEGMENT = 16  # --seq-len of every model
+SEGMENT = SEQ_LEN  # every zoo model's window
 KEYS = 88
-# served name → (trainer.task flags, the metadata's model, its `generate` inputs)
+# served name → (the zoo's model: family, representation, hparams; the metadata's model, its
+# `generate` inputs)
 SERVED = {
-    "cond": (["--model", "lstm", "--representation", "notes", "--hparams",
-              hparams_flag("lstm", condition="true", embedding=8)],
-             "lstm", "primer,num_steps,temperature,top_k,seed,key,density"),
-    "vae": (["--model", "vae", "--hparams", hparams_flag("vae")], "vae",
-            "primer,num_steps,temperature,threshold,seed"),
-    "gan": (["--model", "wgan_gp", "--hparams", hparams_flag("wgan_gp")], "wgan_gp",
-            "num_steps,form,temperature,threshold,seed"),
-    "refine": (["--model", "refine", "--hparams", hparams_flag("refine")], "refine",
-               "pitch,onset,duration"),
+    "cond": (("lstm", "notes", {"condition": True}), "lstm",
+             "primer,num_steps,temperature,top_k,seed,key,density"),
+    "vae": (("vae", "pianoroll", {}), "vae", "primer,num_steps,temperature,threshold,seed"),
+    "gan": (("wgan_gp", "pianoroll", {}), "wgan_gp", "num_steps,form,temperature,threshold,seed"),
+    "refine": (("refine", "performance", {}), "refine", "pitch,onset,duration"),
 }
 FORM_ERROR = "form: capital letters A-Z, one per segment, e.g. ABCAB"
 
@@ -75,36 +68,24 @@ def pieces(midi) -> dict:
 @dataclasses.dataclass
 class Exports:
     folder: Path
-    jobs: dict[str, Path]
-    loaded: dict[str, object]  # served name → the SavedModel loaded in this process
+    trained: dict[str, Trained]  # served name → the zoo's model
+
+    @property
+    def loaded(self) -> dict[str, object]:
+        """served name → its SavedModel, loaded in this process"""
+        return {name: t.loaded for name, t in self.trained.items()}
 
 
 @pytest.fixture(scope="module")
 def exports(workdir, zoo) -> Exports:
-    """The four models as EXPORTS/NAME/1: cond, vae and gan trained for one epoch by
-    trainer.task; refine a copy of the session zoo's (which test_studio serves too)."""
-    corpus = workdir / "corpus"
-    for k in range(4):
-        write_midi_file(corpus / f"piece{k}.mid", two_voices(900 + k))
+    """The four zoo models as EXPORTS/NAME/1."""
     folder = workdir / "models"
-    jobs, loaded = {}, {}
-    for name, (flags, _, _) in SERVED.items():
-        if name == "refine":
-            path = folder / name / "1"
-            shutil.copytree(zoo("refine", "performance").path, path)
-            loaded[name] = tf.saved_model.load(str(path))
-            continue
-        jobs[name] = workdir / f"job-{name}"
-        rc, out, err = run_main(task.main, [
-            *flags, "--data", corpus, "--epochs", 1, "--seq-len", SEGMENT, "--batch-size", 8,
-            "--sample-every", 0, "--job-dir", jobs[name], "--export-dir", folder,
-            "--export-name", name])
-        assert rc == 0, err[-3000:]
-        path = Path(json.loads(out.strip().splitlines()[-1])["export"])
-        assert path == folder / name / "1"
-        loaded[name] = tf.saved_model.load(str(path))
+    trained = {}
+    for name, ((family, rep, hparams), _, _) in SERVED.items():
+        trained[name] = zoo(family, rep, **hparams)
+        shutil.copytree(trained[name].path, folder / name / "1")
     export.write_models_config(folder)
-    return Exports(folder, jobs, loaded)
+    return Exports(folder, trained)
 
 
 @pytest.fixture(scope="module")
@@ -205,12 +186,7 @@ def test_served_metadata_names_the_generate_inputs(client, name, metas):
 def key_profiles(exports) -> np.ndarray:
     """The major and minor profiles the conditional model learned: from its training windows'
     conditions, as the export computes them."""
-    folder = exports.jobs["cond"] / "data"
-    spec = data_lib.spec_of(folder)
-    config = Config(model="lstm", representation="notes", seq_len=SEGMENT,
-                    hparams={"condition": True}, export_dir="")
-    x, _ = MODELS["lstm"].arrays(folder, "train", spec, config)
-    return conditions.key_profiles(x["condition"])
+    return conditions.key_profiles(exports.trained["cond"].x["condition"])
 
 
 def test_generate_with_key_and_density_sets_the_condition(client, exports, metas, pieces,

@@ -1,11 +1,11 @@
 """serving.studio: the studio page in a real headless Chromium, and its JSON API over plain HTTP.
 
-Everything is real: a conditional lstm trained on the session zoo's MIDI corpus and exported here
-and the zoo's refine model, both served by `python -m serving.server` (a subprocess on free
-ports); the studio in a thread of this process, composing over gRPC; Debian's chromium driven by
-Selenium through Debian's chromedriver (named explicitly: Selenium Manager never runs); MIDI
-files written with mido, downloads read back with the project's readers. One server, studio and
-browser serve the whole module. `STUDIO_SCREENSHOT=docs/studio.png` also saves the page there.
+Everything is real: the session zoo's conditional lstm and refine model, both served by
+`python -m serving.server` (a subprocess on free ports); the studio in a thread of this process,
+composing over gRPC; Debian's chromium driven by Selenium through Debian's chromedriver (named
+explicitly: Selenium Manager never runs); MIDI files written with mido, downloads read back
+with the project's readers. One server, studio and browser serve the whole module.
+`STUDIO_SCREENSHOT=docs/studio.png` also saves the page there.
 """
 
 from __future__ import annotations
@@ -23,10 +23,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import keras
 import pytest
 
-from preprocessing.notes import Vocabulary
 from preprocessing.piece import InputError, Piece
 from preprocessing.readers import read_file
 from serving import studio as studio_cli
@@ -44,10 +42,8 @@ from tests.conftest import (
     stop_server,
     write_midi_file,
 )
-from tests.zoo import SEQ_LEN, TINY, run_main
+from tests.zoo import run_main
 from trainer import export
-from trainer.config import Config
-from trainer.models import MODELS
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
@@ -61,21 +57,6 @@ MODELS_OFFERED = ["lstm", "refine", "ghost"]  # ghost: named, but not served
 
 # --- fixtures: a conditional model and a refine model → a server → the studio → a browser --------
 
-def conditional_lstm(zoo, export_dir: Path) -> Path:
-    """A conditional lstm (key, density) on the zoo's notes data, trained for an epoch."""
-    folder, spec = zoo.dataset("notes")
-    config = Config(model="lstm", representation="notes", seq_len=SEQ_LEN,
-                    hparams={**TINY["lstm"], "condition": True})
-    family = MODELS["lstm"]
-    keras.utils.set_random_seed(11)
-    x, y = family.arrays(folder, "train", spec, config)
-    model = family.build(spec, config.hparams, SEQ_LEN)
-    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
-    return export.export(model, "lstm", spec, SEQ_LEN, export_dir,
-                         vocab=Vocabulary.load(folder / "vocab.json"),
-                         conditions=x["condition"])
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("studio")
@@ -85,7 +66,7 @@ def workdir(tmp_path_factory) -> Path:
 def server(zoo, workdir):
     """`python -m serving.server` serving lstm (conditional) and refine, version 1 each."""
     models = workdir / "models"
-    shutil.copytree(conditional_lstm(zoo, workdir / "exports"), models / "lstm" / "1")
+    shutil.copytree(zoo("lstm", "notes", condition=True).path, models / "lstm" / "1")
     shutil.copytree(zoo("refine", "performance").path, models / "refine" / "1")
     export.write_models_config(models)
     s = start_server(models / "models.config", workdir / "server-logs",

@@ -68,8 +68,10 @@ def run_main(main, argv) -> tuple[int, str, str]:
     return rc, out.getvalue(), err.getvalue()
 
 
-def case_id(name: str, rep: str, encoding: str = "active") -> str:
-    return f"{name}-{rep}" + ("" if encoding == "active" else f"-{encoding}")
+def case_id(name: str, rep: str, encoding: str = "active", **hparams) -> str:
+    """`lstm-notes`, `lstm-pianoroll-onset-sustain`, `lstm-notes-condition-True`."""
+    return "-".join([name, rep, *([] if encoding == "active" else [encoding]),
+                     *(f"{k}-{v}" for k, v in sorted(hparams.items()))])
 
 
 @dataclasses.dataclass
@@ -79,6 +81,7 @@ class Trained:
     name: str
     rep: str
     encoding: str
+    hparams: dict  # what it changes of ZOO_HPARAMS[name]
     spec: data_lib.DataSpec
     vocab: Vocabulary | None
     model: keras.Model
@@ -92,7 +95,7 @@ class Trained:
 
     @property
     def id(self) -> str:
-        return case_id(self.name, self.rep, self.encoding)
+        return case_id(self.name, self.rep, self.encoding, **self.hparams)
 
     def primer(self, i: int, length: int = SEQ_LEN):
         """The i-th primer of the training data: event strings, frames [L, keys], chords [4, 13]."""
@@ -156,35 +159,40 @@ class Zoo:
             self._datasets[key] = folder, data_lib.spec_of(folder)
         return self._datasets[key]
 
-    def __call__(self, name: str, rep: str, encoding: str = "active") -> Trained:
-        key = name, rep, encoding
+    def __call__(self, name: str, rep: str, encoding: str = "active", **hparams) -> Trained:
+        """The family `name` trained on `rep` data; `hparams` change its ZOO_HPARAMS (e.g.
+        `condition=True`) and make it a model of its own."""
+        key = name, rep, encoding, tuple(sorted(hparams.items()))
         if key not in self._models:
             folder, spec = self.dataset(rep, encoding)
             family = MODELS[name]
+            ident = case_id(name, rep, encoding, **hparams)
             config = Config(model=name, representation=rep, encoding=encoding, seq_len=SEQ_LEN,
-                            hparams=dict(ZOO_HPARAMS[name]))
-            build = self.shared / "models" / case_id(*key)
+                            hparams={**ZOO_HPARAMS[name], **hparams})
+            build = self.shared / "models" / ident
             weights = build / "model.weights.h5"
-            keras.utils.set_random_seed(zlib.crc32(case_id(*key).encode()) % 1000)
+            keras.utils.set_random_seed(zlib.crc32(ident.encode()) % 1000)
             x, y = family.arrays(folder, "train", spec, config)
             model = family.build(spec, config.hparams, SEQ_LEN)
             vocab = Vocabulary.load(folder / "vocab.json") if rep == "notes" else None
-            with _locked(self.shared / "models" / f"{case_id(*key)}.lock"):
+            with _locked(self.shared / "models" / f"{ident}.lock"):
                 if not (build / "done").exists():
                     build.mkdir(parents=True, exist_ok=True)
                     model.fit(x, y, batch_size=16, epochs=2, verbose=0)
                     model.save_weights(weights)
-                    export.export(model, name, spec, SEQ_LEN, build / "exports",
-                                  name=case_id(*key), vocab=vocab)
+                    # a conditional model's key profiles come from its windows' conditions
+                    export.export(model, name, spec, SEQ_LEN, build / "exports", name=ident,
+                                  vocab=vocab,
+                                  conditions=x.get("condition") if isinstance(x, dict) else None)
                     (build / "done").touch()
                 else:  # trained by another worker: its weights (not its optimizer's)
                     with warnings.catch_warnings():
                         warnings.filterwarnings("ignore", "Skipping variable loading for "
                                                 "optimizer", UserWarning)
                         model.load_weights(weights)
-            path = self.export_dir / case_id(*key) / "1"
-            shutil.copytree(build / "exports" / case_id(*key) / "1", path)
+            path = self.export_dir / ident / "1"
+            shutil.copytree(build / "exports" / ident / "1", path)
             write_models_config(self.export_dir)
-            self._models[key] = Trained(name, rep, encoding, spec, vocab, model, x, path,
-                                        tf.saved_model.load(str(path)))
+            self._models[key] = Trained(name, rep, encoding, dict(hparams), spec, vocab, model,
+                                        x, path, tf.saved_model.load(str(path)))
         return self._models[key]

@@ -989,13 +989,18 @@ def test_a_flag_left_out_takes_the_familys_budget_and_a_flag_given_wins():
 @pytest.mark.slow
 def test_the_clis_print_only_their_own_words():
     """No TensorFlow start-up noise (CUDA probing, oneDNN and absl lines) before a trainer CLI's
-    own output, and `trainer.generate` parses its flags before TensorFlow is imported."""
+    own output, and both CLIs parse their flags before TensorFlow is imported: the registry
+    imports a family (and TensorFlow) when it is first looked up."""
     def run(*argv):
         return subprocess.run([sys.executable, *argv], capture_output=True, text=True,
                               cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
 
-    imported = run("-c", "import sys, trainer.generate; print('tensorflow' in sys.modules)")
-    assert imported.stdout.strip() == "False", imported.stderr
+    imported = run("-c", "import sys, trainer.generate, trainer.task; "
+                   "from trainer.models import MODELS; "
+                   "print('tensorflow' in sys.modules, 'lstm' in MODELS, list(MODELS)[0])")
+    assert imported.stdout.strip() == "False True lstm", imported.stderr
+    listed = run("-m", "trainer.task", "--list-models")
+    assert listed.stderr == "" and listed.stdout.startswith("`lstm`: "), listed.stderr[:500]
     err = run("-m", "trainer.task", "--model", "nosuch").stderr
     assert err.startswith("usage: python -m trainer.task"), err[:500]
     assert "error: argument --model: invalid choice: 'nosuch'" in err.splitlines()[-1]

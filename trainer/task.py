@@ -20,6 +20,7 @@ from preprocessing import dataset, pianoroll
 from preprocessing.notes import CHORDS, Vocabulary
 from preprocessing.piece import InputError
 from preprocessing.readers import ReadOptions
+from serving.quiet import quiet_tensorflow
 from trainer.config import STRATEGIES, Config, parse_hparams
 from trainer.models import MODELS, models_markdown
 
@@ -64,6 +65,7 @@ def parse_args(argv=None) -> Config:
                         help="describe every model family (hparams, signatures) and exit; "
                              "markdown: the table of docs/MODELS.md")
     args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
     if args.list_models == "markdown":
         print(models_markdown(), end="")
         parser.exit()

@@ -1,27 +1,22 @@
-"""The model registry: one module per family, registered by name in `MODELS`."""
+"""The model registry: one module per family, registered by name in `MODELS`.
+
+A family's module (and TensorFlow with it, without its C++ start-up noise) is imported when the
+family is first looked up, so a command parses its flags, and answers `--help` or a mistyped
+one, before TensorFlow loads.
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import types
+from collections.abc import MutableMapping
 
 from preprocessing import dataset
 from preprocessing.notes import Vocabulary
-from trainer import _quiet, conditions, sampling  # noqa: F401 (_quiet first: before TensorFlow)
+from serving.quiet import quiet_tensorflow
 from trainer import data as data_lib
-from trainer.models import (
-    attention_lstm,
-    bilstm,
-    common,
-    lstm,
-    midinet,
-    next_step_export,
-    refine,
-    rnn_nade,
-    seq2seq,
-    vae,
-    wgan_gp,
-)
+from trainer import sampling
 
 
 class Family:
@@ -58,7 +53,12 @@ class Family:
         self.monitor: str = getattr(module, "MONITOR", "loss")
         self.generates: bool = getattr(module, "GENERATES", True)
         self.plain_loss = not self.is_gan and not hasattr(module, "make_arrays")
-        self.exporter = getattr(module, "Export", None) or next_step_export.NextStepExport
+        if hasattr(module, "Export"):
+            self.exporter = module.Export
+        else:
+            from trainer.models.next_step_export import NextStepExport
+
+            self.exporter = NextStepExport
         self.epochs: int = getattr(module, "EPOCHS", 30)  # the default budget
         self.training: dict = getattr(module, "TRAINING", {})
         self.minutes: float | None = getattr(module, "MINUTES", None)
@@ -105,6 +105,9 @@ class Family:
                                          last_only=self.last_only, stride=self.window_stride)
         if not config.hparams.get("condition"):
             return x, y
+        from trainer import conditions
+        from trainer.models import common
+
         tokens = Vocabulary.load(folder / "vocab.json").tokens \
             if spec.representation == "notes" else None
         return {common.input_name(spec): x,
@@ -145,17 +148,49 @@ class Family:
         return self.module.callbacks(hp) if hasattr(self.module, "callbacks") else []
 
 
-MODELS: dict[str, Family] = {
-    "lstm": Family(lstm),
-    "bilstm": Family(bilstm),
-    "attention_lstm": Family(attention_lstm),
-    "seq2seq": Family(seq2seq),
-    "midinet": Family(midinet),
-    "vae": Family(vae),
-    "wgan_gp": Family(wgan_gp),
-    "refine": Family(refine),
-    "rnn_nade": Family(rnn_nade),
-}
+class Registry(MutableMapping):
+    """Family name → `Family`, built from `module` on first lookup; names and membership need
+    no import. `registry[name] = Family(module)` registers one at run time."""
+
+    def __init__(self, modules: dict[str, str]):
+        self._modules = dict(modules)
+        self._families: dict[str, Family] = {}
+
+    def __getitem__(self, name: str) -> Family:
+        if name not in self._families:
+            quiet_tensorflow()  # before the family's module imports it
+            self._families[name] = Family(importlib.import_module(self._modules[name]))
+        return self._families[name]
+
+    def __setitem__(self, name: str, family: Family) -> None:
+        self._modules[name] = family.module.__name__
+        self._families[name] = family
+
+    def __delitem__(self, name: str) -> None:
+        del self._modules[name]
+        self._families.pop(name, None)
+
+    def __contains__(self, name) -> bool:
+        return name in self._modules
+
+    def __iter__(self):
+        return iter(self._modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+
+MODELS = Registry({
+    "lstm": "trainer.models.lstm",
+    "bilstm": "trainer.models.bilstm",
+    "attention_lstm": "trainer.models.attention_lstm",
+    "seq2seq": "trainer.models.seq2seq",
+    "midinet": "trainer.models.midinet",
+    "vae": "trainer.models.vae",
+    "wgan_gp": "trainer.models.wgan_gp",
+    "refine": "trainer.models.refine",
+    "rnn_nade": "trainer.models.rnn_nade",
+})
 
 
 def models_markdown() -> str:

@@ -239,10 +239,16 @@ def markdown(report: dict) -> str:
             lines.append(f"| {section}: {key} | {value:.4g} |" if isinstance(value, float)
                          else f"| {section}: {key} | {value} |")
     lines.append(f"| features: overlap_mean | {report['features']['overlap_mean']:.4g} |")
-    lines += ["", "| feature | overlap | KL |", "|---|---|---|"]
+    lines += ["", "| feature | overlap | KL | samples: mean (sd) | reference: mean (sd) |",
+              "|---|---|---|---|---|"]
+
+    def spread(values) -> str:
+        return f"{np.mean(values):.3g} ({np.std(values):.2g})" if values else ""
+
     for name, value in report["features"].items():
         if isinstance(value, dict) and "overlap" in value:
-            lines.append(f"| {name} | {value['overlap']:.3f} | {value['kl']:.3f} |")
+            lines.append(f"| {name} | {value['overlap']:.3f} | {value['kl']:.3f} | "
+                         f"{spread(value.get('generated'))} | {spread(value.get('reference'))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -247,7 +247,9 @@ def compare_sets(generated: list[Piece], reference: list[Piece], steps_per_quart
     Returns:
         {feature: {"intra_reference", "intra_generated", "inter": {"mean", "std", "pairs"},
         "overlap": float, "kl": float}, ..., "overlap_mean": mean overlap over the features}.
-        With one generated piece, its intra-set mean and std are None.
+        With one generated piece, its intra-set mean and std are None. A feature of one number
+        per piece also keeps each piece's, in order: "generated" and "reference" lists (which
+        samples pull an overlap down).
 
     Raises:
         InputError: fewer than two reference pieces or no generated piece.
@@ -265,6 +267,8 @@ def compare_sets(generated: list[Piece], reference: list[Piece], steps_per_quart
                         "intra_generated": _stats(intra_set_distances(b)),
                         "inter": _stats(inter), "overlap": kde_overlap(intra_ref, inter),
                         "kl": kde_kl(intra_ref, inter)}
+        if not FEATURES[name]:
+            result[name].update(generated=[float(v) for v in b], reference=[float(v) for v in a])
     result["overlap_mean"] = float(np.mean([result[name]["overlap"] for name in FEATURES]))
     return result
 

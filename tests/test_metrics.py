@@ -200,6 +200,10 @@ def test_compare_sets():
             assert 0.0 <= result[name]["overlap"] <= 1.0 and result[name]["kl"] >= 0.0
             assert result[name]["intra_reference"]["pairs"] == 12 * 11
             assert result[name]["inter"]["pairs"] == 12 * 12
+    # scalar features keep each piece's value, in order
+    assert close["polyphony"]["generated"] == [mm.polyphony(p) for p in similar]
+    assert close["pitch_range"]["reference"] == [mm.pitch_range(p) for p in reference]
+    assert "generated" not in close["pitch_class_histogram"]
     assert close["overlap_mean"] > 0.6
     assert far["overlap_mean"] < close["overlap_mean"] - 0.2
     assert far["pitch_range"]["overlap"] < 0.5

@@ -137,16 +137,16 @@ def frame_f1(drawn: np.ndarray, target: np.ndarray) -> float:
 
 
 def interpolation_ends(composer: Composer, pieces: list[Piece], pairs: int, points: int,
-                       seed: int) -> dict:
+                       seed: int, temperature: float = 1.0) -> dict:
     """For models with `interpolate` (the vae): blends between held-out openings (piece i to
-    piece i + 1), drawn at temperature 1; F1 of the first segment against a's encoded segment
+    piece i + 1), drawn at `temperature`; F1 of the first segment against a's encoded segment
     and of the last against b's. {} for other models."""
     if "interpolate" not in composer.signatures() or len(pieces) < 2:
         return {}
     f1s = []
     for i in _progress(range(pairs), "interpolating between held-out pieces", "pair"):
         a, b = pieces[i % len(pieces)], pieces[(i + 1) % len(pieces)]
-        result = composer.interpolate(a, b, points, seed=seed + i)
+        result = composer.interpolate(a, b, points, seed=seed + i, temperature=temperature)
         frames = np.asarray(result.outputs["frames"])[0]
         segment = len(frames) // points
         for drawn, primer in ((frames[:segment], result.inputs["a"][0]),
@@ -224,7 +224,7 @@ def evaluate(composer: Composer, heldout: list[Piece], train: list[Piece], sampl
             "longest_copied_run": int(max(mm.longest_copied_run(t, training) for t in tokens)),
             "ngram8_overlap": float(np.mean([mm.ngram_overlap(t, training, 8) for t in tokens]))},
         "drift": mm.drift(train, generated),
-        "interpolation": interpolation_ends(composer, heldout, samples, 5, seed),
+        "interpolation": interpolation_ends(composer, heldout, samples, 5, seed, temperature),
         "samples": generated,
     }
 
@@ -290,7 +290,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=256)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--temperature", type=float, default=1.0,
-                        help="the samples' sampling temperature")
+                        help="the samples' (and a vae's blends') sampling temperature")
     parser.add_argument("--limit", type=int, help="at most this many held-out pieces")
     parser.add_argument("--out", required=True)
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ logs")

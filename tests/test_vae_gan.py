@@ -529,7 +529,7 @@ def test_log_likelihood_is_the_negative_elbo_per_frame(vae_job, primers):
 def test_evaluate_reports_the_vae_likelihood(vae_job, corpus, pieces, tmp_path):
     out = tmp_path / "eval"
     argv = ["--model", vae_job.path.parent, "--data", corpus, "--train-data", corpus,
-            "--samples", 2, "--steps", 24, "--seed", 1, "--out", out]
+            "--samples", 2, "--steps", 24, "--seed", 1, "--temperature", 0.5, "--out", out]
     assert evaluate.main([str(a) for a in argv]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["metadata"]["model"] == "vae"
@@ -545,14 +545,15 @@ def test_evaluate_reports_the_vae_likelihood(vae_job, corpus, pieces, tmp_path):
     assert like["nll_per_frame"] > 0
     assert like["nll_per_frame"] == pytest.approx(total / like["frames"], rel=1e-5)
     assert len(report["generated_notes"]) == 2
-    # blends between held-out openings (piece i to i + 1), their ends scored against the primers
+    # blends between held-out openings (piece i to i + 1) at the report's temperature, their
+    # ends scored against the primers
     blend = report["interpolation"]
     assert (blend["pairs"], blend["points"]) == (2, 5) and 0 <= blend["end_f1"] <= 1
     f1s = []
     for i in range(2):
         a, b = pieces[i % len(pieces)], pieces[(i + 1) % len(pieces)]
         frames = np.asarray(Composer(vae_job.path.parent).interpolate(
-            a, b, 5, seed=1 + i).outputs["frames"])[0]
+            a, b, 5, seed=1 + i, temperature=0.5).outputs["frames"])[0]
         for drawn, piece in ((frames[:SEGMENT], a), (frames[-SEGMENT:], b)):
             target = contract.primer_steps(piece, meta)[-SEGMENT:]
             f1s.append(2 * (drawn[-len(target):] * target).sum()

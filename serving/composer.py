@@ -184,7 +184,7 @@ class Composer:
                 primer.
             b: where it ends.
             points: segments to decode, from a's code to b's.
-            temperature: prior noise scale (> 0).
+            temperature: the decoded frames' sampling temperature (> 0).
             threshold: keys on above this probability (0: sample each).
             seed: the request's random seed.
             primer_steps: how much of a and b to encode, in steps (default: the window).

@@ -140,12 +140,6 @@ BASS = [(48, 0, 2), (43, 2, 2), (45, 4, 2), (41, 6, 2)]
 
 
 @pytest.fixture
-def good_midi(tmp_path, write_midi):
-    """A small well-formed two-track MIDI file."""
-    return write_midi(tmp_path / "good.mid", [MELODY, BASS])
-
-
-@pytest.fixture
 def bach_paths():
     """Local paths of the music21 corpus files by Bach (no downloads)."""
     from music21 import corpus
@@ -318,7 +312,8 @@ def scrape(server) -> dict:
 
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory):
-    """The session's tiny trained and exported models (`tests.zoo.Zoo`): `zoo(name, rep)`."""
+    """The session's tiny trained and exported models (`tests.zoo.Zoo`): `zoo(name, rep)`,
+    `zoo(name, rep, encoding)`, and with hparams changed, `zoo(name, rep, condition=True)`."""
     from tests.zoo import Zoo
 
     base = tmp_path_factory.getbasetemp()

@@ -46,7 +46,7 @@ SERVED = {
 FORM_ERROR = "form: capital letters A-Z, one per segment, e.g. ABCAB"
 
 
-# --- fixtures: MIDI corpus → four trained, exported models → models.config → a server ------------
+# --- fixtures: the zoo's four models → models.config → a server -----------------------------------
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:

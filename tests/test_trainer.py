@@ -998,8 +998,9 @@ def test_the_clis_print_only_their_own_words():
 
     imported = run("-c", "import sys, trainer.generate, trainer.task; "
                    "from trainer.models import MODELS; "
-                   "print('tensorflow' in sys.modules, 'lstm' in MODELS, list(MODELS)[0])")
-    assert imported.stdout.strip() == "False True lstm", imported.stderr
+                   "print('lstm' in MODELS, list(MODELS)[0], MODELS.get('nosuch'), "
+                   "'tensorflow' in sys.modules)")
+    assert imported.stdout.strip() == "True lstm None False", imported.stderr
     listed = run("-m", "trainer.task", "--list-models")
     assert listed.stderr == "" and listed.stdout.startswith("`lstm`: "), listed.stderr[:500]
     err = run("-m", "trainer.task", "--model", "nosuch").stderr

@@ -1,7 +1,7 @@
 """The tiny models the tests share: every family's tiny settings, defined once, and the
 session's zoo of models trained on a small corpus and exported once, on first use.
 
-A family added to `trainer.models.MODELS` adds its line to `TINY`; `test_family_seam` checks that
+A family added to `trainer.models.MODELS` adds its line to `TINY`; `test_trainer` checks that
 every registered family has one.
 """
 
@@ -27,6 +27,7 @@ from trainer import export
 from trainer.config import Config
 from trainer.export.versions import write_models_config
 from trainer.models import MODELS
+from trainer.models.common import input_name
 
 SEQ_LEN = 8  # the zoo's window: primers are 8 steps, so primer + 12 steps roll the bilstm window
 ATTENTION_WIDTH = 4  # < SEQ_LEN + 12: the attention window rolls
@@ -34,7 +35,8 @@ ATTENTION_WIDTH = 4  # < SEQ_LEN + 12: the attention window rolls
 # tiny sizes of every family, so a build and a training step take a second or so; the next-step
 # families' high learning rate moves the logits well away from uniform in two epochs
 TINY = {
-    # unconditional, as the other next-step families here (test_conditional covers conditions)
+    # unconditional, as the other next-step families here (`zoo(..., condition=True)` and
+    # test_conditional cover conditions)
     "lstm": dict(units=16, layers=1, dense=16, condition=False, learning_rate=1e-2),
     "bilstm": dict(units=16, layers=1, dense=16, learning_rate=1e-2),
     "attention_lstm": dict(units=16, dense=16, attention_units=8, condition=False,
@@ -99,12 +101,14 @@ class Trained:
 
     def primer(self, i: int, length: int = SEQ_LEN):
         """The i-th primer of the training data: event strings, frames [L, keys], chords [4, 13]."""
-        if self.rep == "notes":
-            return [event_string(e) for e in self.vocab.decode(self.x[i][:length])]
         if self.rep == "bars":
             return self.x["chord"][4 * i:4 * i + 4]
-        frames = self.x["encoder"] if isinstance(self.x, dict) else self.x
-        return frames[i][:length]
+        steps = self.x
+        if isinstance(steps, dict):  # a conditional model's, or seq2seq's encoder and decoder
+            steps = steps[input_name(self.spec)] if "condition" in steps else steps["encoder"]
+        if self.rep == "notes":
+            return [event_string(e) for e in self.vocab.decode(steps[i][:length])]
+        return steps[i][:length]
 
 
 @contextlib.contextmanager

@@ -149,8 +149,8 @@ class Family:
 
 
 class Registry(MutableMapping):
-    """Family name → `Family`, built from `module` on first lookup; names and membership need
-    no import. `registry[name] = Family(module)` registers one at run time."""
+    """Family name → `Family`, built from its module's path on first lookup; names and
+    membership need no import. `registry[name] = Family(module)` registers one at run time."""
 
     def __init__(self, modules: dict[str, str]):
         self._modules = dict(modules)
@@ -158,8 +158,9 @@ class Registry(MutableMapping):
 
     def __getitem__(self, name: str) -> Family:
         if name not in self._families:
+            path = self._modules[name]  # an unknown name is a KeyError, before any import
             quiet_tensorflow()  # before the family's module imports it
-            self._families[name] = Family(importlib.import_module(self._modules[name]))
+            self._families[name] = Family(importlib.import_module(path))
         return self._families[name]
 
     def __setitem__(self, name: str, family: Family) -> None:
@@ -178,6 +179,9 @@ class Registry(MutableMapping):
 
     def __len__(self) -> int:
         return len(self._modules)
+
+    def __repr__(self) -> str:
+        return f"Registry({self._modules!r})"
 
 
 MODELS = Registry({

@@ -22,8 +22,8 @@ import tensorflow as tf
 from preprocessing.dataset import Settings
 from preprocessing.notes import Vocabulary, event_string
 from tests.conftest import two_voices, write_midi_file
+from trainer import conditions, export
 from trainer import data as data_lib
-from trainer import export
 from trainer.config import Config
 from trainer.export.versions import write_models_config
 from trainer.models import MODELS
@@ -184,10 +184,8 @@ class Zoo:
                     build.mkdir(parents=True, exist_ok=True)
                     model.fit(x, y, batch_size=16, epochs=2, verbose=0)
                     model.save_weights(weights)
-                    # a conditional model's key profiles come from its windows' conditions
                     export.export(model, name, spec, SEQ_LEN, build / "exports", name=ident,
-                                  vocab=vocab,
-                                  conditions=x.get("condition") if isinstance(x, dict) else None)
+                                  vocab=vocab, conditions=conditions.of_inputs(x))
                     (build / "done").touch()
                 else:  # trained by another worker: its weights (not its optimizer's)
                     with warnings.catch_warnings():

@@ -116,6 +116,12 @@ def of_windows(x, representation: str, tokens=None, batch: int = 4096) -> np.nda
     return np.concatenate(out) if out else np.zeros((0, SIZE), np.float32)
 
 
+def of_inputs(x) -> np.ndarray | None:
+    """The condition vectors [N, SIZE] of a family's training inputs (`Family.arrays`), which
+    a conditional model's export turns into key profiles; None for an unconditional model."""
+    return x.get("condition") if isinstance(x, dict) else None
+
+
 def key_profiles(conditions: np.ndarray) -> np.ndarray:
     """The typical pitch-class histogram of a major and of a minor key, tonic first ([2, 12]),
     learned from training conditions: each histogram's key is found (Krumhansl-Schmuckler) and

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from trainer.conditions import of_inputs
 from trainer.export.base import DEFAULT_MAX_STEPS, MAX_TEMPERATURE, Exported
 from trainer.export.versions import save_version, training_info, versions, write_models_config
 
@@ -56,12 +57,11 @@ def export_trained(config, spec, model, vocab=None, x=None, reference=None) -> d
     """
     if not config.export_dir:
         return {}
-    conditions = x.get("condition") if isinstance(x, dict) else None
     info = {"data": list(config.data), "job_dir": config.job_dir}
     if reference is not None:
         info["notes"] = reference
     path = export(model, config.model, spec, config.seq_len, config.export_dir,
-                  config.export_name or None, vocab, conditions=conditions, info=info)
+                  config.export_name or None, vocab, conditions=of_inputs(x), info=info)
     before = [v for v in versions(path.parent) if v < int(path.name)]
     other = training_info(path.parent / str(before[-1])).get("data") if before else None
     if other is not None and other != info["data"]:  # the server now serves this one instead

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import two_voices, write_midi_file
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # worker subprocesses
 
@@ -28,6 +30,10 @@ def test_two_workers_train_in_lockstep(tmp_path):
     ports = free_ports(2)
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
     job = tmp_path / "job"
+    corpus = tmp_path / "corpus"  # small MIDI files: each worker parses them itself
+    corpus.mkdir()
+    for k in range(12):
+        write_midi_file(corpus / f"piece{k}.mid", two_voices(k))
     procs = []
     for index in range(2):
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster,
@@ -35,8 +41,9 @@ def test_two_workers_train_in_lockstep(tmp_path):
                "COMPOSER_CACHE": str(tmp_path / f"cache{index}")}
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "trainer.task", "--model", "lstm", "--strategy", "multiworker",
-             "--data", "corpus:bach", "--limit", "8", "--epochs", "2", "--seq-len", "8",
-             "--batch-size", "8", "--hparams", "units=16,layers=1,dense=8,embedding=8",
+             "--data", str(corpus), "--epochs", "2", "--seq-len", "8", "--batch-size", "8",
+             "--hparams", "units=16,layers=1,dense=8,embedding=8,condition=false",
+             "--sample-every", "0",
              "--job-dir", str(job), "--export-dir", str(tmp_path / "saved")],
             cwd=ROOT, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True))

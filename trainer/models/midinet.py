@@ -133,17 +133,29 @@ class MidiNetGAN(keras.Model):
     def metrics(self):
         return [self.d_loss_tracker, self.g_loss_tracker]
 
-    def _variables(self, prefix_layers):
-        return [v for layer in prefix_layers for v in layer.trainable_weights]
+    def variable_groups(self) -> tuple[list, list]:
+        """The generator's (with the conditioner's) and the discriminator's trainable
+        variables."""
+        def of(group):
+            return [v for layer in group for v in layer.trainable_weights]
+
+        return (of([*self.cond, *self.g_dense, *self.g_up, self.g_out]
+                   + ([self.embedding] if self.embedding else [])),
+                of([*self.d_conv, *self.d_dense]))
+
+    def build_optimizers(self):
+        """Creates both optimizers' slots now, outside `fit`'s traced step: created inside
+        it, they cost a second trace of the step (and ~10 s)."""
+        g_vars, d_vars = self.variable_groups()
+        self.g_optimizer.build(g_vars)
+        self.d_optimizer.build(d_vars)
 
     def train_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         real, chord, previous = x["melody"], x["chord"], x["previous"]
         z = tf.random.normal([tf.shape(real)[0], self.noise])
         bce = keras.losses.BinaryCrossentropy(from_logits=True)
-        g_vars = self._variables([*self.cond, *self.g_dense, *self.g_up, self.g_out]
-                                 + ([self.embedding] if self.embedding else []))
-        d_vars = self._variables([*self.d_conv, *self.d_dense])
+        g_vars, d_vars = self.variable_groups()
         with tf.GradientTape() as d_tape:
             fake = self.generate(z, chord, previous, training=True)
             real_logit, _ = self.discriminate(real, chord, previous, training=True)
@@ -218,6 +230,7 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     chord = np.zeros((1, CHORD), np.float32)
     model({"chord": chord, "previous": bar})
     model.discriminate(bar, chord, bar)
+    model.build_optimizers()
     return model
 
 

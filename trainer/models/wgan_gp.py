@@ -104,6 +104,12 @@ class WGANGP(keras.Model):
     def _weights(self, group):
         return [w for layer in group for w in layer.trainable_weights]
 
+    def build_optimizers(self):
+        """Creates both optimizers' slots now, outside `fit`'s traced step: created inside
+        it, they cost a second trace of the step."""
+        self.c_optimizer.build(self._weights(self.c_layers))
+        self.g_optimizer.build(self._weights(self.g_layers))
+
     def _gradient_penalty(self, real, fake):
         eps = tf.random.uniform([tf.shape(real)[0], 1, 1])
         mixed = eps * real + (1.0 - eps) * fake
@@ -163,6 +169,7 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     model.compile(keras.optimizers.Adam(hp["learning_rate"], beta_1=0.5, beta_2=0.9),
                   keras.optimizers.Adam(hp["learning_rate"], beta_1=0.5, beta_2=0.9))
     model.critic(model(np.zeros((1, hp["noise"]), np.float32)))
+    model.build_optimizers()
     return model
 
 

@@ -145,7 +145,7 @@ class MidiNetGAN(keras.Model):
 
     def build_optimizers(self):
         """Creates both optimizers' slots now, outside `fit`'s traced step: created inside
-        it, they cost a second trace of the step (and ~10 s)."""
+        it, they cost a second trace of the step."""
         g_vars, d_vars = self.variable_groups()
         self.g_optimizer.build(g_vars)
         self.d_optimizer.build(d_vars)

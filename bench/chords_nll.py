@@ -21,24 +21,17 @@ Collections (`bench/tokens.py`), all from music21's corpus, nothing downloaded:
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.quality import train_and_evaluate  # noqa: E402
 from bench.tokens import CLASSICAL  # noqa: E402
 from preprocessing.notes import CHORDS  # noqa: E402
 
 COLLECTIONS = {"chorales": ["corpus:bach"], "classical": [f"corpus:{c}" for c in CLASSICAL]}
-
-
-def run(args: list[str]) -> None:
-    subprocess.run([sys.executable, "-m", *args], cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def main() -> None:
@@ -52,16 +45,8 @@ def main() -> None:
           "NLL per quarter | polyphony overlap | overall overlap |")
     print("|---|---|---|---|---|---|---|")
     for chords in CHORDS:
-        began = time.perf_counter()
-        run(["trainer.task", "--model", "attention_lstm", "--data", *data, "--chords", chords,
-             "--job-dir", str(out / "jobs" / chords), "--sample-every", "0",
-             "--export-dir", str(out / "saved_models"), "--export-name", chords])
-        minutes = (time.perf_counter() - began) / 60
-        run(["evaluation", "--model", str(out / "saved_models" / chords), "--data", *data,
-             "--data-split", "test", "--train-data", *data, "--train-split", "train",
-             "--samples", "10", "--steps", "128", "--seed", "1",
-             "--out", str(out / "eval" / chords)])
-        report = json.loads((out / "eval" / chords / "report.json").read_text())
+        report, minutes = train_and_evaluate(chords, "attention_lstm",
+                                             ["--data", *data, "--chords", chords], out, data)
         like, features = report["likelihood"], report["features"]
         print(f"| {chords} | {minutes:.1f} | {like.get('oov_share', 0.0):.1%} | "
               f"{like['nll_per_event']:.2f} | {like['nll_per_quarter']:.1f} | "

@@ -34,6 +34,23 @@ def run(args: list[str]) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def train_and_evaluate(name: str, family: str, flags, out: Path, data=("corpus:bach",),
+                       samples: int = 10, steps: int = 128) -> tuple[dict, float]:
+    """`python -m trainer.task --model FAMILY` at its budget plus `flags`, exported as `name`
+    under `out`, then `python -m evaluation` on the test split of `data` (its train split as
+    the training pieces), seed 1. Returns (the report, the training's minutes)."""
+    began = time.perf_counter()
+    run(["trainer.task", "--model", family, "--job-dir", str(out / "jobs" / name),
+         "--sample-every", "0", "--export-dir", str(out / "saved_models"), "--export-name",
+         name, *flags])
+    minutes = (time.perf_counter() - began) / 60
+    run(["evaluation", "--model", str(out / "saved_models" / name),
+         "--data", *data, "--data-split", "test", "--train-data", *data,
+         "--train-split", "train", "--samples", str(samples), "--steps", str(steps),
+         "--seed", "1", "--out", str(out / "eval" / name)])
+    return json.loads((out / "eval" / name / "report.json").read_text()), minutes
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,16 +63,8 @@ def main() -> int:
     rows, failed = [], []
     for name in args.models:
         family, flags = ROWS[name]
-        began = time.perf_counter()
-        run(["trainer.task", "--model", family, "--job-dir", str(out / "jobs" / name),
-             "--sample-every", "0", "--export-dir", str(out / "saved_models"), "--export-name",
-             name, *flags])
-        minutes = (time.perf_counter() - began) / 60
-        run(["evaluation", "--model", str(out / "saved_models" / name),
-             "--data", "corpus:bach", "--data-split", "test", "--train-data", "corpus:bach",
-             "--train-split", "train", "--samples", str(args.samples), "--steps",
-             str(args.steps), "--seed", "1", "--out", str(out / "eval" / name)])
-        report = json.loads((out / "eval" / name / "report.json").read_text())
+        report, minutes = train_and_evaluate(name, family, flags, out, samples=args.samples,
+                                             steps=args.steps)
         like, short = report["likelihood"], floors.shortfalls(name, report)
         values = {floor.name: value for floor, value, _ in floors.check(report)}
         failed += short

@@ -981,8 +981,13 @@ def test_a_flag_left_out_takes_the_familys_budget_and_a_flag_given_wins():
     lstm = task.parse_args(["--model", "lstm"])
     assert (lstm.steps_per_quarter, lstm.encoding, lstm.seq_len, lstm.batch_size) == \
         (4, "active", 64, 64)
+    assert lstm.to_c is False
     assert MODELS["rnn_nade"].budget in models_markdown()
     assert "--steps-per-quarter 1" in MODELS["rnn_nade"].budget
+    # a switch: the family's on, --no-to-c off
+    assert task.parse_args(["--model", "wgan_gp"]).to_c is True
+    assert task.parse_args(["--model", "wgan_gp", "--no-to-c"]).to_c is False
+    assert "--to-c" in MODELS["wgan_gp"].budget.split()
     with pytest.raises(InputError, match="--steps-per-quarter must be >= 1"):
         Config(model="lstm", steps_per_quarter=0)
 

@@ -642,6 +642,61 @@ def test_gradient_penalty_of_a_linear_critic_is_its_norm_minus_one_squared(tiny_
             layer.set_weights(weights)
 
 
+def test_binary_fakes_are_draws_with_the_gradient_of_the_probabilities():
+    """`binary`: the critic reads keys drawn from the generator's probabilities, and the
+    generator's gradient is the one its probabilities would get (straight through the draw)."""
+    keras.utils.set_random_seed(0)
+    model = wgan_gp.build(data_lib.DataSpec("pianoroll"),
+                          {**wgan_gp.DEFAULTS, "noise": 4, "filters": 8, "binary": True}, SEGMENT)
+    weights = tf.constant(np.random.default_rng(3).normal(size=(SEGMENT, KEYS)), tf.float32)
+    g_vars = model._weights(model.g_layers)
+
+    def through(make):
+        tf.random.set_seed(5)  # the same noise both times: drawn first, before the keys
+        with tf.GradientTape() as tape:
+            out = make()
+            score = tf.reduce_sum(out * weights)
+        return out.numpy(), tape.gradient(score, g_vars)
+
+    fake, grads = through(lambda: model._fake(
+        model.generate(tf.random.normal([3, model.noise]), training=True)))
+    probs, expected = through(lambda: model.generate(tf.random.normal([3, model.noise]),
+                                                     training=True))
+    keys = np.round(fake)  # 0 or 1, up to the rounding of p + (key - p)
+    np.testing.assert_allclose(fake, keys, atol=1e-6)
+    assert fake.shape == (3, SEGMENT, KEYS) and set(np.unique(keys)) == {0.0, 1.0}
+    assert 0.2 < keys.mean() / probs.mean() < 5  # drawn with the probabilities
+    for g, e in zip(grads, expected):
+        np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-5, atol=1e-7)
+    assert wgan_gp.WGANGP.from_config(model.get_config()).binary
+
+
+def test_floored_drops_the_unlikely_keys_and_keeps_each_frames_count():
+    p = np.array([[[0.01, 0.04, 0.5, 0.45], [0.02, 0.2, 0.2, 0.0], [0.9, 0.9, 0.03, 0.0]]],
+                 np.float32)
+    out = wgan_gp.floored(tf.constant(p), 0.05).numpy()
+    np.testing.assert_allclose(out[0, 0], np.array([0, 0, 0.5, 0.45]) / 0.95, rtol=1e-6)
+    np.testing.assert_allclose(out[0, 1], [0, 0.21, 0.21, 0], rtol=1e-6)
+    np.testing.assert_allclose(out[0, 2], [0.915, 0.915, 0, 0], rtol=1e-6)
+    np.testing.assert_array_equal(wgan_gp.floored(tf.constant(p), 0.0).numpy(), p)
+    silent = np.zeros((1, 2, 4), np.float32)
+    np.testing.assert_array_equal(wgan_gp.floored(tf.constant(silent), 0.05).numpy(), silent)
+
+
+def test_generate_never_sounds_a_key_below_the_floor():
+    """With `floor` 1, every key below it: silence, whatever the seed; with floor 0, the
+    generator's own draws."""
+    keras.utils.set_random_seed(0)
+    model = wgan_gp.build(data_lib.DataSpec("pianoroll"),
+                          {**wgan_gp.DEFAULTS, "noise": 4, "filters": 8}, SEGMENT)
+    rows = (tf.constant([40]), tf.constant(["AB"]), tf.constant([1.0]), tf.constant([0.0]),
+            tf.constant([3], tf.int64))
+    model.floor = 1.0
+    assert wgan_gp.generate(model, *rows).numpy().sum() == 0
+    model.floor = 0.0
+    assert wgan_gp.generate(model, *rows).numpy().sum() > 0
+
+
 def test_gradient_penalty_uses_each_example_own_gradient(gans):
     """On a trained (non-linear) critic: the mean over examples of (||grad of the critic at
     the example's own mix|| - 1)^2, recomputed one example at a time with the same mixes."""

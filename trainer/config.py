@@ -14,8 +14,8 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 # what a family's `TRAINING` may set, and the value where it does not
-TRAINING = dict(encoding="active", steps_per_quarter=4, augment=0, batch_size=64, seq_len=64,
-                patience=5)
+TRAINING = dict(encoding="active", steps_per_quarter=4, to_c=False, augment=0, batch_size=64,
+                seq_len=64, patience=5)
 
 
 @dataclasses.dataclass
@@ -30,7 +30,7 @@ class Config:
     encoding: str | None = None
     chords: str = "split"
     steps_per_quarter: int | None = None
-    to_c: bool = False
+    to_c: bool | None = None
     augment: int | None = None
     epochs: int | None = None
     batch_size: int | None = None

@@ -41,7 +41,8 @@ def parse_args(argv=None) -> Config:
                         help="notes: split (a note per event, highest first) or classes (a "
                              "token per chord)")
     parser.add_argument("--steps-per-quarter", type=int, help="the grid" + family)
-    parser.add_argument("--to-c", action="store_true", help="transpose to C major / A minor")
+    parser.add_argument("--to-c", action=argparse.BooleanOptionalAction,
+                        help="transpose to C major / A minor" + family)
     parser.add_argument("--augment", type=int, metavar="N",
                         help="add ±1..N semitone transpositions of training pieces" + family)
     parser.add_argument("--epochs", type=int, help="the budget" + family)

@@ -72,7 +72,7 @@ class Family:
     @property
     def budget(self) -> str:
         """Its default budget: epochs and its own training flags."""
-        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.training.items())
+        flags = " ".join(_flag(k, v) for k, v in self.training.items())
         return f"{self.epochs} epochs" + (f", {flags}" if flags else "")
 
     def markdown_row(self, name: str) -> str:
@@ -146,6 +146,14 @@ class Family:
 
     def callbacks(self, hp: dict) -> list:
         return self.module.callbacks(hp) if hasattr(self.module, "callbacks") else []
+
+
+def _flag(name: str, value) -> str:
+    """A training setting as `trainer.task` takes it: `--seq-len 32`, `--to-c`, `--no-to-c`."""
+    flag = name.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{flag}" if value else f"--no-{flag}"
+    return f"--{flag} {value}"
 
 
 class Registry(MutableMapping):

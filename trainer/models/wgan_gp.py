@@ -3,7 +3,9 @@
 GAN loss.
 
 The critic is a CNN over a segment of `seq_len` frames (keys as channels, no batch norm, as
-the penalty needs per-example gradients). Two generators:
+the penalty needs per-example gradients). With `binary` (the default) it reads keys drawn from
+the generator's probabilities, as `generate` draws them. Trained on pieces moved to C major / A
+minor, it composes in those keys. Two generators:
 - `cnn`: noise → dense → transposed 1-D convolutions over time → key probabilities;
 - `dcrnn` (the seed's Deconvolutional RNN): a first RNN draws a coarse structure from the noise,
   each coarse step is repeated `repeat` times, and a second RNN writes the frames.
@@ -27,8 +29,12 @@ from trainer.export.base import Exported, keep_rows, per_row, signature
 REPRESENTATIONS = ("pianoroll",)
 CHOICES = {"generator": ("cnn", "dcrnn")}
 DEFAULTS = dict(generator="cnn", noise=64, filters=128, units=256, repeat=4, critic_steps=5,
-                gradient_penalty=10.0, learning_rate=1e-4)
-MINUTES = 34  # its 30 epochs (63 s each on quiet cores)
+                gradient_penalty=10.0, binary=True, floor=0.05, diversity=0.0, learning_rate=1e-4)
+# the JSB Chorales benchmark's frames, each segment in C major / A minor: the key is then the
+# same in every example, where a GAN drawing from noise alone does not learn it (QUALITY.md)
+TRAINING = dict(steps_per_quarter=1, encoding="sampled", to_c=True, seq_len=32)
+EPOCHS = 40
+MINUTES = 24
 IS_GAN = True
 
 
@@ -46,11 +52,13 @@ class WGANGP(keras.Model):
     (each with fresh noise, all on the step's real batch) per generator update."""
 
     def __init__(self, keys=88, segment=64, generator="cnn", noise=64, filters=128, units=256,
-                 repeat=4, critic_steps=5, gradient_penalty=10.0, **kwargs):
+                 repeat=4, critic_steps=5, gradient_penalty=10.0, binary=False, floor=0.0,
+                 diversity=0.0, **kwargs):
         super().__init__(**kwargs)
         self.keys, self.segment, self.kind, self.noise = keys, segment, generator, noise
         self.filters, self.units, self.repeat = filters, units, repeat
-        self.critic_steps, self.penalty = critic_steps, gradient_penalty
+        self.critic_steps, self.penalty, self.binary = critic_steps, gradient_penalty, binary
+        self.floor, self.diversity = floor, diversity
         if generator == "cnn":
             self.g_layers = [
                 layers.Dense(segment // 8 * filters * 2, activation="relu", name="g_dense"),
@@ -72,7 +80,7 @@ class WGANGP(keras.Model):
               for i in range(3)],
             layers.Flatten(), layers.Dense(1, name="c_out")]
         self.trackers = {n: keras.metrics.Mean(name=n)
-                         for n in ("d_loss", "g_loss", "wasserstein", "penalty")}
+                         for n in ("d_loss", "g_loss", "wasserstein", "penalty", "spread")}
 
     def generate(self, z, training=False):
         """Key probabilities [B, segment, keys] from noise [B, noise]."""
@@ -120,12 +128,28 @@ class WGANGP(keras.Model):
         norm = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=[1, 2]) + 1e-12)
         return tf.reduce_mean(tf.square(norm - 1.0))
 
+    def _fake(self, p):
+        """What the critic reads of the generator's key probabilities `p`: themselves, or with
+        `binary` keys drawn from them as `generate` draws them, the gradient passed straight
+        through the draw (BinaryMuseGAN's stochastic binary neurons, Dong and Yang 2018)."""
+        if not self.binary:
+            return p
+        drawn = tf.cast(tf.random.uniform(tf.shape(p)) < p, p.dtype)
+        return p + tf.stop_gradient(drawn - p)
+
+    def _spread(self, z, p):
+        """How far the key probabilities move per unit the noise moves, from `z` (which gave
+        `p`) to fresh noise: near 0 where the generator ignores its noise."""
+        other = tf.random.normal(tf.shape(z))
+        moved = tf.reduce_mean(tf.abs(self.generate(other, training=True) - p))
+        return moved / tf.reduce_mean(tf.abs(other - z))
+
     def train_step(self, data):
         real, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         batch = tf.shape(real)[0]
         c_vars, g_vars = self._weights(self.c_layers), self._weights(self.g_layers)
         for _ in range(self.critic_steps):
-            fake = self.generate(tf.random.normal([batch, self.noise]), training=True)
+            fake = self._fake(self.generate(tf.random.normal([batch, self.noise]), training=True))
             with tf.GradientTape() as tape:
                 distance = tf.reduce_mean(self.critic(real, training=True)) - \
                     tf.reduce_mean(self.critic(fake, training=True))
@@ -133,11 +157,15 @@ class WGANGP(keras.Model):
                 d_loss = -distance + self.penalty * penalty
             self.c_optimizer.apply(tape.gradient(d_loss, c_vars), c_vars)
         with tf.GradientTape() as tape:
-            fake = self.generate(tf.random.normal([batch, self.noise]), training=True)
-            g_loss = -tf.reduce_mean(self.critic(fake, training=True))
-        self.g_optimizer.apply(tape.gradient(g_loss, g_vars), g_vars)
+            z = tf.random.normal([batch, self.noise])
+            p = self.generate(z, training=True)
+            g_loss = -tf.reduce_mean(self.critic(self._fake(p), training=True))
+            spread = self._spread(z, p)
+            # mode seeking (Mao et al. 2019): `diversity` / spread grows as the noise is ignored
+            loss = g_loss + self.diversity / (spread + 1e-5) if self.diversity else g_loss
+        self.g_optimizer.apply(tape.gradient(loss, g_vars), g_vars)
         for name, value in (("d_loss", d_loss), ("g_loss", g_loss), ("wasserstein", distance),
-                            ("penalty", penalty)):
+                            ("penalty", penalty), ("spread", spread)):
             self.trackers[name].update_state(value)
         return {name: t.result() for name, t in self.trackers.items()}
 
@@ -145,7 +173,8 @@ class WGANGP(keras.Model):
         return {**super().get_config(), "keys": self.keys, "segment": self.segment,
                 "generator": self.kind, "noise": self.noise, "filters": self.filters,
                 "units": self.units, "repeat": self.repeat, "critic_steps": self.critic_steps,
-                "gradient_penalty": self.penalty}
+                "gradient_penalty": self.penalty, "binary": self.binary, "floor": self.floor,
+                "diversity": self.diversity}
 
 
 def with_primer(spec: DataSpec, primer, steps: np.ndarray, vocab=None):
@@ -165,7 +194,8 @@ def sample(model, spec: DataSpec, primer, steps: int, temperature: float = 1.0, 
 def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     segment = seq_len or 64
     model = WGANGP(spec.keys, segment, hp["generator"], hp["noise"], hp["filters"], hp["units"],
-                   hp["repeat"], hp["critic_steps"], hp["gradient_penalty"], name="wgan_gp")
+                   hp["repeat"], hp["critic_steps"], hp["gradient_penalty"], hp["binary"],
+                   hp["floor"], hp["diversity"], name="wgan_gp")
     model.compile(keras.optimizers.Adam(hp["learning_rate"], beta_1=0.5, beta_2=0.9),
                   keras.optimizers.Adam(hp["learning_rate"], beta_1=0.5, beta_2=0.9))
     model.critic(model(np.zeros((1, hp["noise"]), np.float32)))
@@ -186,10 +216,20 @@ def form_letters(form, count):
     return tf.where(length[:, None] > 0, cycled, k)
 
 
+def floored(p, floor: float):
+    """Key probabilities with those below `floor` set to 0 and the rest scaled (up to 1) to keep
+    each frame's expected count: the generator's long tail of unlikely keys, each rarely drawn,
+    adds up to stray notes far above and below the voices (min-p truncation, for keys)."""
+    kept = tf.where(p < floor, 0.0, p)
+    scale = tf.reduce_sum(p, -1, keepdims=True) / tf.maximum(
+        tf.reduce_sum(kept, -1, keepdims=True), 1e-6)
+    return tf.minimum(kept * scale, 1.0)
+
+
 def generate(model, num_steps, form, temperature, threshold, seed):
     """Segments from a chain of noise vectors, one per letter of `form` (ABCAB: the fourth
     segment replays the first), scaled by the temperature; keys sound with the generator's
-    probability (or where it passes `threshold`). Returns [B, max(num_steps), keys]."""
+    probability (`floored`), or where it passes `threshold`. Returns [B, max(num_steps), keys]."""
     steps = tf.reduce_max(num_steps)
     count = (steps + model.segment - 1) // model.segment
     letters = form_letters(form, count)
@@ -200,7 +240,8 @@ def generate(model, num_steps, form, temperature, threshold, seed):
         z = rng.normal_tf(seed, letter, 1, model.noise) * temperature[:, None]
         p = model.generate(z)
         u = tf.reshape(rng.uniform_tf(seed, letter, 0, model.segment * model.keys), tf.shape(p))
-        on = tf.where(threshold[:, None, None] > 0, p > threshold[:, None, None], u < p)
+        on = tf.where(threshold[:, None, None] > 0, p > threshold[:, None, None],
+                      u < floored(p, model.floor))
         return k + 1, out.write(k, tf.cast(on, tf.float32))
 
     _, out = tf.while_loop(lambda k, _: k < count, body,

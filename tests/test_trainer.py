@@ -468,7 +468,7 @@ def test_family_builds_trains_a_step_and_saves(name, rep, encoding, datasets, tm
     if name == "midinet":
         assert set(history) == {"d_loss", "g_loss"}
     elif name == "wgan_gp":
-        assert set(history) == {"d_loss", "g_loss", "wasserstein", "penalty"}
+        assert set(history) == {"d_loss", "g_loss", "wasserstein", "penalty", "spread"}
     elif name == "vae":
         assert set(history) == {"loss", "recon", "kl", "elbo"}
     else:

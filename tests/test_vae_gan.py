@@ -859,9 +859,11 @@ def test_to_piece_of_a_gan_leaves_the_primer_out(gans, primers):
     piece, primer_end = contract.to_piece(primers[0], outputs, meta)
     assert primer_end == 0.0
     frames = outputs["frames"].numpy()[0]
-    expected = pianoroll.roll_to_piece(pianoroll.from_frames(frames, "active"), 4, 120.0)
+    grid = meta["steps_per_quarter"]  # the family's: one step a quarter note
+    expected = pianoroll.roll_to_piece(pianoroll.from_frames(frames, meta["encoding"]), grid,
+                                       120.0)
     assert len(piece) > 0 and notes_of(piece) == notes_of(expected)
-    assert piece.end <= 32 / 4 + 1e-9
+    assert piece.end <= 32 / grid + 1e-9
 
 
 def test_generate_cli_with_a_form(gans, corpus, tmp_path, capsys):
@@ -877,7 +879,9 @@ def test_generate_cli_with_a_form(gans, corpus, tmp_path, capsys):
     a, b, a_again, b_again = segments(frames[0])
     np.testing.assert_array_equal(a, a_again)
     np.testing.assert_array_equal(b, b_again)
-    expected = pianoroll.roll_to_piece(pianoroll.from_frames(frames[0], "active"), 4, 120.0)
+    meta = metadata(job.loaded)
+    expected = pianoroll.roll_to_piece(pianoroll.from_frames(frames[0], meta["encoding"]),
+                                       meta["steps_per_quarter"], 120.0)
     (back,) = read_file(out)
     assert len(back) > 0 and notes_of(back) == notes_of(expected)
 

@@ -642,12 +642,12 @@ def test_gradient_penalty_of_a_linear_critic_is_its_norm_minus_one_squared(tiny_
             layer.set_weights(weights)
 
 
-def test_binary_fakes_are_draws_with_the_gradient_of_the_probabilities():
-    """`binary`: the critic reads keys drawn from the generator's probabilities, and the
-    generator's gradient is the one its probabilities would get (straight through the draw)."""
-    keras.utils.set_random_seed(0)
-    model = wgan_gp.build(data_lib.DataSpec("pianoroll"),
-                          {**wgan_gp.DEFAULTS, "noise": 4, "filters": 8, "binary": True}, SEGMENT)
+def test_binary_fakes_are_draws_with_the_gradient_of_the_probabilities(tiny_gan):
+    """`binary` (the default): the critic reads keys drawn from the generator's probabilities,
+    and the generator's gradient is the one its probabilities would get (straight through the
+    draw)."""
+    model = tiny_gan
+    assert model.binary
     weights = tf.constant(np.random.default_rng(3).normal(size=(SEGMENT, KEYS)), tf.float32)
     g_vars = model._weights(model.g_layers)
 
@@ -683,18 +683,19 @@ def test_floored_drops_the_unlikely_keys_and_keeps_each_frames_count():
     np.testing.assert_array_equal(wgan_gp.floored(tf.constant(silent), 0.05).numpy(), silent)
 
 
-def test_generate_never_sounds_a_key_below_the_floor():
+def test_generate_never_sounds_a_key_below_the_floor(tiny_gan):
     """With `floor` 1, every key below it: silence, whatever the seed; with floor 0, the
     generator's own draws."""
-    keras.utils.set_random_seed(0)
-    model = wgan_gp.build(data_lib.DataSpec("pianoroll"),
-                          {**wgan_gp.DEFAULTS, "noise": 4, "filters": 8}, SEGMENT)
+    model, default = tiny_gan, tiny_gan.floor
     rows = (tf.constant([40]), tf.constant(["AB"]), tf.constant([1.0]), tf.constant([0.0]),
             tf.constant([3], tf.int64))
-    model.floor = 1.0
-    assert wgan_gp.generate(model, *rows).numpy().sum() == 0
-    model.floor = 0.0
-    assert wgan_gp.generate(model, *rows).numpy().sum() > 0
+    try:
+        model.floor = 1.0
+        assert wgan_gp.generate(model, *rows).numpy().sum() == 0
+        model.floor = 0.0
+        assert wgan_gp.generate(model, *rows).numpy().sum() > 0
+    finally:
+        model.floor = default
 
 
 def test_gradient_penalty_uses_each_example_own_gradient(gans):

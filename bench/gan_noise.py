@@ -8,8 +8,9 @@ the next.
     python bench/gan_noise.py saved_models/wgan_gp [more exports ...] [--draws 200]
 
 Prints, for each: the noise's share of the probabilities' variance (the rest is the average
-segment, the same for every noise), the correlation of two noise vectors' probabilities, and
-the mean key probability.
+segment, the same for every noise), the correlation of two noise vectors' probabilities, the
+spread (how far the probabilities move per unit the noise moves, as training logs it, between
+`--draws` pairs of noise vectors) and the mean key probability.
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ def noise_use(path: Path, draws: int, seed: int = 0) -> dict:
     model = tf.saved_model.load(str(path))
     signature = model.signatures["serving_default"]
     width = signature.structured_input_signature[1]["noise"].shape[-1]
-    z = np.random.default_rng(seed).normal(size=(draws, width)).astype(np.float32)
-    p = signature(noise=tf.constant(z))["probs"].numpy()  # [draws, frames, keys]
+    z, other = np.random.default_rng(seed).normal(size=(2, draws, width)).astype(np.float32)
+    # [draws, frames, keys] each
+    p, q = (signature(noise=tf.constant(x))["probs"].numpy() for x in (z, other))
     average = p.mean(0)
     return {"share": float(1 - average.var() / p.var()),
             "correlation": float(np.corrcoef(p[0].ravel(), p[1].ravel())[0, 1]),
+            "spread": float(np.abs(p - q).mean() / np.abs(z - other).mean()),
             "mean_p": float(p.mean())}
 
 
@@ -48,11 +51,12 @@ def main(argv=None) -> None:
     parser.add_argument("models", nargs="+", help="saved_models/NAME or a version folder")
     parser.add_argument("--draws", type=int, default=200)
     args = parser.parse_args(argv)
-    print("| model | noise's share of the variance | two noises' correlation | mean p |")
-    print("|---|---|---|---|")
+    print("| model | noise's share of the variance | two noises' correlation | spread | mean p |")
+    print("|---|---|---|---|---|")
     for name in args.models:
         r = noise_use(resolve(name), args.draws)
-        print(f"| {name} | {r['share']:.4f} | {r['correlation']:.4f} | {r['mean_p']:.4f} |")
+        print(f"| {name} | {r['share']:.4f} | {r['correlation']:.4f} | {r['spread']:.4f} "
+              f"| {r['mean_p']:.4f} |")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def main() -> None:
         report, minutes = train_and_evaluate(chords, "attention_lstm",
                                              ["--data", *data, "--chords", chords], out, data)
         like, features = report["likelihood"], report["features"]
-        print(f"| {chords} | {minutes:.1f} | {like.get('oov_share', 0.0):.1%} | "
+        print(f"| {chords} | {minutes} | {like.get('oov_share', 0.0):.1%} | "
               f"{like['nll_per_event']:.2f} | {like['nll_per_quarter']:.1f} | "
               f"{features['polyphony']['overlap']:.3f} | {features['overlap_mean']:.3f} |",
               flush=True)

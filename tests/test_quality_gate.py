@@ -90,3 +90,29 @@ def test_a_file_that_is_not_a_report_is_one_line(tmp_path):
     bad.write_text('{"degeneracy": {}}')
     rc, out, err = run_main(floors.main, [bad])
     assert rc == 2 and err.count("\n") == 1 and f"{bad}: not an evaluation report" in err
+
+
+def test_the_gate_resumes_from_the_rows_it_kept(tmp_path, monkeypatch):
+    """bench/quality.py keeps each finished row; `--resume` reads a row kept for the same
+    evaluation settings instead of training it again, and runs it again for other settings.
+    (The training is stubbed: a row at its documented budget takes up to 40 minutes.)"""
+    from bench import quality
+
+    runs = []
+
+    def train_and_evaluate(name, family, flags, out, samples, steps):
+        runs.append((name, samples, steps))
+        return {**passing_report(), "metadata": {"representation": "pianoroll"},
+                "likelihood": {"nll_per_frame": 6.0 + len(runs)}}, "1.0"
+
+    monkeypatch.setattr(quality, "train_and_evaluate", train_and_evaluate)
+    first = quality.run_row("rnn_nade", tmp_path, 10, 128, resume=True)  # nothing kept yet
+    kept = json.loads((tmp_path / "rows" / "rnn_nade.json").read_text())
+    assert kept == first and kept["report"]["likelihood"]["nll_per_frame"] == 7.0
+    assert kept["commit"] and kept["date"] and (kept["samples"], kept["steps"]) == (10, 128)
+    assert quality.run_row("rnn_nade", tmp_path, 10, 128, resume=True) == first
+    assert runs == [("rnn_nade", 10, 128)]
+    quality.run_row("rnn_nade", tmp_path, 10, 64, resume=True)  # other settings: run again
+    quality.run_row("rnn_nade", tmp_path, 10, 64, resume=False)  # and without --resume
+    assert runs == [("rnn_nade", 10, 128), ("rnn_nade", 10, 64), ("rnn_nade", 10, 64)]
+    assert not list((tmp_path / "rows").glob("*.partial"))

@@ -206,6 +206,8 @@ def evaluate(composer: Composer, heldout: list[Piece], train: list[Piece], sampl
     heard = [as_heard(p, meta) for p in heldout]
     comparison = mm.compare_sets(generated, heard)
     density = float(np.mean([mm.note_density(p) for p in heard]))
+    motion = [[m for p in pieces if (m := mm.voice_motion(p, spq)) is not None]
+              for pieces in (generated, heard)]
     return {
         "model": composer.name, "metadata": meta, "temperature": temperature,
         "heldout_pieces": len(heldout), "train_pieces": len(train),
@@ -219,7 +221,12 @@ def evaluate(composer: Composer, heldout: list[Piece], train: list[Piece], sampl
             # notes per beat of the samples against the held-out pieces' (as heard)
             "note_density_ratio": float(np.mean([mm.note_density(p) for p in generated]))
             / max(density, 1e-9),
-            "longest_repeat": int(max(mm.longest_repeat(t) for t in tokens))},
+            "longest_repeat": int(max(mm.longest_repeat(t) for t in tokens)),
+            # how far the outer voices move per step, against the held-out pieces': about 3
+            # where keys are drawn with no voice carried on from one step to the next
+            "voice_motion": float(np.mean(motion[0])) if motion[0] else None,
+            "voice_motion_ratio": float(np.mean(motion[0]) / np.mean(motion[1]))
+            if motion[0] and motion[1] else None},
         "copying": {
             "longest_copied_run": int(max(mm.longest_copied_run(t, training) for t in tokens)),
             "ngram8_overlap": float(np.mean([mm.ngram_overlap(t, training, 8) for t in tokens]))},

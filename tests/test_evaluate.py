@@ -54,6 +54,8 @@ def test_report_holds_every_section(report):
     assert report["copying"]["longest_copied_run"] >= 1
     assert 0 <= report["copying"]["ngram8_overlap"] <= 1
     assert 0 < report["degeneracy"]["most_common_share"] <= 1
+    motion = report["degeneracy"]["voice_motion"]
+    assert motion > 0 and report["degeneracy"]["voice_motion_ratio"] > 0
     assert set(report["drift"]) == {"pitch", "duration"}
     assert len(report["generated_notes"]) == 3
     assert (out / "report.md").read_text().startswith("# Evaluation of")

@@ -172,6 +172,23 @@ def test_kde_against_normal_distributions():
     assert mm.kde_kl(x, y) == pytest.approx(0.5, abs=0.07)
 
 
+def test_voice_motion_is_how_far_the_outer_voices_move_per_step():
+    # one voice, the top and the bottom: 2, 2, 1, 2, 2, 2, 1 semitones over 7 steps
+    assert mm.voice_motion(make_piece(C_MAJOR_SCALE), 1) == pytest.approx(12 / 7)
+    # on a sixteenth grid the same moves spread over 31 steps, most of them held
+    assert mm.voice_motion(make_piece(C_MAJOR_SCALE), 4) == pytest.approx(12 / 31)
+    # C+G, then D+G (the bottom moves 2, the top holds), then a silent step: left out
+    two = make_piece([(60, 0, 1), (67, 0, 2), (62, 1, 1), (60, 3, 1)])
+    assert mm.voice_motion(two, 1) == 1.0
+    # a held bass under a note two octaves up for one step: the top leaps up and back
+    assert mm.voice_motion(make_piece([(48, 0, 4), (72, 2, 1)]), 1) == pytest.approx(8.0)
+    assert mm.voice_motion(make_piece([(60, 0, 1)]), 1) is None
+    assert mm.voice_motion(from_notes([]), 1) is None
+    # keys drawn independently step to step move far more than a line does
+    rng = np.random.default_rng(0)
+    assert mm.voice_motion(random_piece(rng, step=1.0), 1) > 4
+
+
 def test_degenerate_samples():
     assert mm.kde_overlap([2.0, 2.0], [2.0]) == 1.0
     assert mm.kde_kl([2.0, 2.0], [2.0]) == 0.0

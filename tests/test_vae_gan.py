@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import json
 from pathlib import Path
 
@@ -40,8 +41,10 @@ KEYS = 88
 # head=keys: the count head, whose eager draw (the reference of the exported loop) is quick; the
 # default NADE head is the zoo's (test_export) and test_serving_generators'
 VAE_HPARAMS = "latent=4,units=8,anneal_epochs=2,beta=1.0,free_bits=0.0,head=keys"
-GAN_HPARAMS = {"cnn": "noise=4,filters=8,units=8,critic_steps=2",
-               "dcrnn": "generator=dcrnn,repeat=4,noise=4,filters=8,units=8,critic_steps=1"}
+# XLA's compiling takes longer than these tiny trainings (a test compares it with the graph)
+GAN_HPARAMS = {"cnn": "noise=4,filters=8,units=8,critic_steps=2,xla=false",
+               "dcrnn": "generator=dcrnn,repeat=4,noise=4,filters=8,units=8,critic_steps=1,"
+                        "xla=false"}
 GAN_EPOCHS = {"cnn": 2, "dcrnn": 1}
 GAN_INPUTS = "num_steps,form,temperature,threshold,seed"
 
@@ -643,11 +646,11 @@ def test_gradient_penalty_of_a_linear_critic_is_its_norm_minus_one_squared(tiny_
 
 
 def test_binary_fakes_are_draws_with_the_gradient_of_the_probabilities(tiny_gan):
-    """`binary` (the default): the critic reads keys drawn from the generator's probabilities,
+    """`fakes=drawn` (the default): the critic reads keys drawn from the generator's probabilities,
     and the generator's gradient is the one its probabilities would get (straight through the
     draw)."""
     model = tiny_gan
-    assert model.binary
+    assert model.fakes == "drawn"
     weights = tf.constant(np.random.default_rng(3).normal(size=(SEGMENT, KEYS)), tf.float32)
     g_vars = model._weights(model.g_layers)
 
@@ -668,7 +671,86 @@ def test_binary_fakes_are_draws_with_the_gradient_of_the_probabilities(tiny_gan)
     assert 0.2 < keys.mean() / probs.mean() < 5  # drawn with the probabilities
     for g, e in zip(grads, expected):
         np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-5, atol=1e-7)
-    assert wgan_gp.WGANGP.from_config(model.get_config()).binary
+    assert wgan_gp.WGANGP.from_config(model.get_config()).fakes == "drawn"
+
+
+def test_xla_trains_as_the_graph_and_the_same_seed_trains_the_same_gan():
+    """`xla`: the training step compiled by XLA computes what TensorFlow's graph computes (the
+    same losses, up to float rounding, with the same numbers in place of the random draws, as
+    XLA's random bits are its own); with its draws, the same seed gives the same losses (seeded
+    by the model's generator, stateless, so in XLA as well)."""
+    x = (np.random.default_rng(7).random((2, 8, SEGMENT, KEYS)) < 0.05).astype(np.float32)
+
+    def fixed_draws():
+        """Numbers in [0, 1), other ones at each place the step draws (noise, the keys'
+        uniforms, mixing weights), the same in both compilations of the step."""
+        places = itertools.count(1)
+
+        def draw(op, shape):
+            at = tf.range(tf.reduce_prod(shape), dtype=tf.float32) + 1000.0 * next(places)
+            return tf.reshape(tf.math.floormod(tf.sin(at * 12.9898) * 43758.5453, 1.0), shape)
+        return draw
+
+    def losses(xla, fixed=False):
+        keras.utils.set_random_seed(4)
+        model = wgan_gp.build(data_lib.DataSpec("pianoroll"),
+                              {**wgan_gp.DEFAULTS, "noise": 4, "filters": 8, "critic_steps": 1,
+                               "xla": xla}, SEGMENT)
+        if fixed:
+            model._draw = fixed_draws()
+        return [model.train_on_batch(batch, np.zeros(8, np.float32), return_dict=True)
+                for batch in x]
+
+    graph, compiled = losses(False, fixed=True), losses(True, fixed=True)
+    for a, b in zip(graph, compiled):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
+    assert losses(False) == losses(False)  # the draws: the model's seed generator, no other
+
+
+def test_threshold_fakes_are_the_keys_past_one_half_and_generate_cuts_there():
+    """`fakes=threshold`: the critic reads the keys past 0.5, with the probabilities' gradient;
+    `generate` then sounds those keys (threshold 0 asks for the model's own cut)."""
+    keras.utils.set_random_seed(0)
+    model = wgan_gp.build(data_lib.DataSpec("pianoroll"),
+                          {**wgan_gp.DEFAULTS, "noise": 4, "filters": 8, "fakes": "threshold"},
+                          SEGMENT)
+    z = tf.constant(np.random.default_rng(4).normal(size=(3, 4)), tf.float32)
+    g_vars = model._weights(model.g_layers)
+    with tf.GradientTape(persistent=True) as tape:
+        p = model.generate(z)
+        fake = model._fake(p)
+        cut, plain = tf.reduce_sum(fake * 2.0), tf.reduce_sum(p * 2.0)
+    np.testing.assert_allclose(fake.numpy(), (p.numpy() > 0.5).astype(np.float32), atol=1e-6)
+    for g, e in zip(tape.gradient(cut, g_vars), tape.gradient(plain, g_vars)):
+        np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-5, atol=1e-7)
+    rows = (tf.constant([SEGMENT]), tf.constant(["A"]), tf.constant([1.0]), tf.constant([0.0]),
+            tf.constant([3], tf.int64))
+    z = rng.normal_tf(rows[4], tf.constant([0]), 1, 4)
+    np.testing.assert_array_equal(wgan_gp.generate(model, *rows).numpy(),
+                                  (model.generate(z).numpy() > 0.5).astype(np.float32))
+    assert wgan_gp.WGANGP.from_config(model.get_config()).fakes == "threshold"
+
+
+def test_batch_std_shows_the_critic_a_batch_of_copies():
+    """`batch_std`: the features' spread over the batch joins the critic as a channel, so the
+    same segment scores differently among copies of itself than among other segments."""
+    h = np.random.default_rng(5).normal(size=(4, 3, 2)).astype(np.float32)
+    column = wgan_gp.batch_std(tf.constant(h)).numpy()
+    assert column.shape == (4, 3, 1)
+    np.testing.assert_allclose(column, np.full((4, 3, 1), h.std(axis=0).mean()), rtol=1e-5)
+    keras.utils.set_random_seed(0)
+    model = wgan_gp.build(data_lib.DataSpec("pianoroll"),
+                          {**wgan_gp.DEFAULTS, "noise": 4, "filters": 8, "batch_std": True},
+                          SEGMENT)
+    draw = np.random.default_rng(6)
+    segments = (draw.random((4, SEGMENT, KEYS)) < 0.1).astype(np.float32)
+    copies = np.repeat(segments[:1], 4, axis=0)
+    among_others = model.critic(tf.constant(segments)).numpy()[0, 0]
+    among_copies = model.critic(tf.constant(copies)).numpy()
+    assert np.ptp(among_copies) < 1e-5 and abs(among_copies[0, 0] - among_others) > 1e-4
+    assert wgan_gp.WGANGP.from_config(model.get_config()).batch_std
 
 
 def test_floored_drops_the_unlikely_keys_and_keeps_each_frames_count():
@@ -706,10 +788,10 @@ def test_gradient_penalty_uses_each_example_own_gradient(gans):
     real = x[:4]
     fake = model.generate(tf.constant(np.random.default_rng(2).normal(size=(4, 4)),
                                       tf.float32)).numpy()
-    tf.random.set_seed(11)
+    state = model.seeds.state.numpy()
     penalty = float(model._gradient_penalty(tf.constant(real), tf.constant(fake)))
-    tf.random.set_seed(11)
-    eps = tf.random.uniform([4, 1, 1]).numpy()
+    model.seeds.state.assign(state)  # the same mixing weights again
+    eps = model._draw(keras.random.uniform, [4, 1, 1]).numpy()
     mixed = eps * real + (1 - eps) * fake
     norms = []
     for example in mixed:

@@ -44,7 +44,7 @@ TINY = {
     "seq2seq": dict(units=16, layers=1, dense=16, nade_hidden=8, learning_rate=1e-2),
     "midinet": dict(noise=8, filters=8),
     "vae": dict(latent=4, units=8, nade_hidden=6),
-    "wgan_gp": dict(noise=4, filters=8, critic_steps=1),
+    "wgan_gp": dict(noise=4, filters=8, critic_steps=1, xla=False),
     "refine": dict(units=8, layers=1, dense=8),
     "rnn_nade": dict(layers=1, units=16, nade_hidden=8, dropout=0.0, learning_rate=1e-2),
 }

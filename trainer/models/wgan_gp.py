@@ -3,14 +3,17 @@
 GAN loss.
 
 The critic is a CNN over a segment of `seq_len` frames (keys as channels, no batch norm, as
-the penalty needs per-example gradients). With `binary` (the default) it reads keys drawn from
-the generator's probabilities, as `generate` draws them. Trained on pieces moved to C major / A
-minor, it composes in those keys. Two generators:
+the penalty needs per-example gradients; `batch_std` adds ProGAN's batch spread as an option).
+With `fakes=drawn` (the default) it reads keys drawn from the generator's probabilities, as
+`generate` draws them. Trained on pieces moved to C major / A minor, it composes in those keys.
+Two generators:
 - `cnn`: noise → dense → transposed 1-D convolutions over time → key probabilities;
 - `dcrnn` (the seed's Deconvolutional RNN): a first RNN draws a coarse structure from the noise,
   each coarse step is repeated `repeat` times, and a second RNN writes the frames.
 Long pieces come from a chain of noise vectors: the `generate` signature's `form` ("ABCAB")
 gives each segment a letter, and segments with the same letter share their noise.
+The training step is compiled by XLA (`xla`), which fuses the gradient penalty's second
+derivative: 5x the updates a minute on 2 CPU cores (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -27,14 +30,15 @@ from trainer.data import DataSpec
 from trainer.export.base import Exported, keep_rows, per_row, signature
 
 REPRESENTATIONS = ("pianoroll",)
-CHOICES = {"generator": ("cnn", "dcrnn")}
+CHOICES = {"generator": ("cnn", "dcrnn"), "fakes": ("drawn", "threshold", "probabilities")}
 DEFAULTS = dict(generator="cnn", noise=64, filters=128, units=256, repeat=4, critic_steps=5,
-                gradient_penalty=10.0, binary=True, floor=0.05, diversity=0.0, learning_rate=1e-4)
+                gradient_penalty=10.0, fakes="drawn", batch_std=False, floor=0.05,
+                diversity=0.0, learning_rate=1e-4, xla=True)
 # the JSB Chorales benchmark's frames, each segment in C major / A minor: the key is then the
 # same in every example, where a GAN drawing from noise alone does not learn it (QUALITY.md)
 TRAINING = dict(steps_per_quarter=1, encoding="sampled", to_c=True, seq_len=32)
 EPOCHS = 40
-MINUTES = 24
+MINUTES = 6  # 6-11 s an epoch, its step compiled by XLA (24 without it)
 IS_GAN = True
 
 
@@ -52,12 +56,13 @@ class WGANGP(keras.Model):
     (each with fresh noise, all on the step's real batch) per generator update."""
 
     def __init__(self, keys=88, segment=64, generator="cnn", noise=64, filters=128, units=256,
-                 repeat=4, critic_steps=5, gradient_penalty=10.0, binary=False, floor=0.0,
-                 diversity=0.0, **kwargs):
+                 repeat=4, critic_steps=5, gradient_penalty=10.0, fakes="probabilities",
+                 batch_std=False, floor=0.0, diversity=0.0, **kwargs):
         super().__init__(**kwargs)
         self.keys, self.segment, self.kind, self.noise = keys, segment, generator, noise
         self.filters, self.units, self.repeat = filters, units, repeat
-        self.critic_steps, self.penalty, self.binary = critic_steps, gradient_penalty, binary
+        self.critic_steps, self.penalty = critic_steps, gradient_penalty
+        self.fakes, self.batch_std = fakes, batch_std
         self.floor, self.diversity = floor, diversity
         if generator == "cnn":
             self.g_layers = [
@@ -79,6 +84,9 @@ class WGANGP(keras.Model):
             *[layers.Conv1D(filters * 2 ** i, 4, strides=2, padding="same", name=f"c_conv_{i}")
               for i in range(3)],
             layers.Flatten(), layers.Dense(1, name="c_out")]
+        # every draw of a training step (noise, fake keys, mixing weights) takes its seed from
+        # this generator (`_draw`): the same seed trains the same model, with XLA or without
+        self.seeds = keras.random.SeedGenerator(name="seeds")
         self.trackers = {n: keras.metrics.Mean(name=n)
                          for n in ("d_loss", "g_loss", "wasserstein", "penalty", "spread")}
 
@@ -94,6 +102,8 @@ class WGANGP(keras.Model):
         h = frames
         for layer in self.c_layers[:3]:
             h = tf.nn.leaky_relu(layer(h, training=training), 0.2)
+        if self.batch_std:
+            h = tf.concat([h, batch_std(h)], -1)
         for layer in self.c_layers[3:]:
             h = layer(h, training=training)
         return h
@@ -105,8 +115,11 @@ class WGANGP(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
-    def compile(self, c_optimizer, g_optimizer, **kwargs):
-        super().compile(**kwargs)
+    def compile(self, c_optimizer, g_optimizer, xla=False, **kwargs):
+        """`xla`: the training step compiled by XLA, 5x faster on 2 CPU cores (the gradient
+        penalty's second derivative through the critic is most of a step; bench/gan_speed.py);
+        Keras leaves XLA off on CPUs unless asked."""
+        super().compile(jit_compile=xla, **kwargs)
         self.c_optimizer, self.g_optimizer = c_optimizer, g_optimizer
 
     def _weights(self, group):
@@ -118,8 +131,14 @@ class WGANGP(keras.Model):
         self.c_optimizer.build(self._weights(self.c_layers))
         self.g_optimizer.build(self._weights(self.g_layers))
 
+    def _draw(self, op, shape):
+        """`op` (`keras.random.uniform` or `normal`) seeded by the model's generator: the same
+        seed draws the same numbers in every run (XLA's draws differ from TensorFlow's
+        kernels', as its random bits are its own)."""
+        return op(shape, seed=self.seeds)
+
     def _gradient_penalty(self, real, fake):
-        eps = tf.random.uniform([tf.shape(real)[0], 1, 1])
+        eps = self._draw(keras.random.uniform, [tf.shape(real)[0], 1, 1])
         mixed = eps * real + (1.0 - eps) * fake
         with tf.GradientTape() as tape:
             tape.watch(mixed)
@@ -129,18 +148,22 @@ class WGANGP(keras.Model):
         return tf.reduce_mean(tf.square(norm - 1.0))
 
     def _fake(self, p):
-        """What the critic reads of the generator's key probabilities `p`: themselves, or with
-        `binary` keys drawn from them as `generate` draws them, the gradient passed straight
-        through the draw (BinaryMuseGAN's stochastic binary neurons, Dong and Yang 2018)."""
-        if not self.binary:
+        """What the critic reads of the generator's key probabilities `p` (`fakes`):
+        themselves; keys drawn from them as `generate` draws them (`drawn`: BinaryMuseGAN's
+        stochastic binary neurons, Dong and Yang 2018); or the keys past 0.5 (`threshold`: its
+        deterministic ones). Drawn or cut, the gradient passes straight through."""
+        if self.fakes == "probabilities":
             return p
-        drawn = tf.cast(tf.random.uniform(tf.shape(p)) < p, p.dtype)
+        if self.fakes == "threshold":
+            drawn = tf.cast(p > 0.5, p.dtype)
+        else:
+            drawn = tf.cast(self._draw(keras.random.uniform, tf.shape(p)) < p, p.dtype)
         return p + tf.stop_gradient(drawn - p)
 
     def _spread(self, z, p):
         """How far the key probabilities move per unit the noise moves, from `z` (which gave
         `p`) to fresh noise: near 0 where the generator ignores its noise."""
-        other = tf.random.normal(tf.shape(z))
+        other = self._draw(keras.random.normal, tf.shape(z))
         moved = tf.reduce_mean(tf.abs(self.generate(other, training=True) - p))
         return moved / tf.reduce_mean(tf.abs(other - z))
 
@@ -149,7 +172,8 @@ class WGANGP(keras.Model):
         batch = tf.shape(real)[0]
         c_vars, g_vars = self._weights(self.c_layers), self._weights(self.g_layers)
         for _ in range(self.critic_steps):
-            fake = self._fake(self.generate(tf.random.normal([batch, self.noise]), training=True))
+            z = self._draw(keras.random.normal, [batch, self.noise])
+            fake = self._fake(self.generate(z, training=True))
             with tf.GradientTape() as tape:
                 distance = tf.reduce_mean(self.critic(real, training=True)) - \
                     tf.reduce_mean(self.critic(fake, training=True))
@@ -157,7 +181,7 @@ class WGANGP(keras.Model):
                 d_loss = -distance + self.penalty * penalty
             self.c_optimizer.apply(tape.gradient(d_loss, c_vars), c_vars)
         with tf.GradientTape() as tape:
-            z = tf.random.normal([batch, self.noise])
+            z = self._draw(keras.random.normal, [batch, self.noise])
             p = self.generate(z, training=True)
             g_loss = -tf.reduce_mean(self.critic(self._fake(p), training=True))
             spread = self._spread(z, p)
@@ -173,7 +197,8 @@ class WGANGP(keras.Model):
         return {**super().get_config(), "keys": self.keys, "segment": self.segment,
                 "generator": self.kind, "noise": self.noise, "filters": self.filters,
                 "units": self.units, "repeat": self.repeat, "critic_steps": self.critic_steps,
-                "gradient_penalty": self.penalty, "binary": self.binary, "floor": self.floor,
+                "gradient_penalty": self.penalty, "fakes": self.fakes,
+                "batch_std": self.batch_std, "floor": self.floor,
                 "diversity": self.diversity}
 
 
@@ -194,13 +219,22 @@ def sample(model, spec: DataSpec, primer, steps: int, temperature: float = 1.0, 
 def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     segment = seq_len or 64
     model = WGANGP(spec.keys, segment, hp["generator"], hp["noise"], hp["filters"], hp["units"],
-                   hp["repeat"], hp["critic_steps"], hp["gradient_penalty"], hp["binary"],
-                   hp["floor"], hp["diversity"], name="wgan_gp")
+                   hp["repeat"], hp["critic_steps"], hp["gradient_penalty"], hp["fakes"],
+                   hp["batch_std"], hp["floor"], hp["diversity"], name="wgan_gp")
     model.compile(keras.optimizers.Adam(hp["learning_rate"], beta_1=0.5, beta_2=0.9),
-                  keras.optimizers.Adam(hp["learning_rate"], beta_1=0.5, beta_2=0.9))
+                  keras.optimizers.Adam(hp["learning_rate"], beta_1=0.5, beta_2=0.9),
+                  xla=hp["xla"])
     model.critic(model(np.zeros((1, hp["noise"]), np.float32)))
     model.build_optimizers()
     return model
+
+
+def batch_std(h):
+    """ProGAN's minibatch standard deviation (Karras et al. 2018): the features' spread over the
+    batch, averaged, as one more channel [B, T, 1]; a batch of near-copies shows as a low one,
+    so the critic can tell a generator that ignores its noise from the corpus."""
+    spread = tf.reduce_mean(tf.math.reduce_std(h, axis=0))
+    return tf.fill(tf.concat([tf.shape(h)[:-1], [1]], 0), spread)
 
 
 def form_letters(form, count):
@@ -240,7 +274,8 @@ def generate(model, num_steps, form, temperature, threshold, seed):
         z = rng.normal_tf(seed, letter, 1, model.noise) * temperature[:, None]
         p = model.generate(z)
         u = tf.reshape(rng.uniform_tf(seed, letter, 0, model.segment * model.keys), tf.shape(p))
-        on = tf.where(threshold[:, None, None] > 0, p > threshold[:, None, None],
+        cut = tf.where(threshold > 0, threshold, 0.5 if model.fakes == "threshold" else 0.0)
+        on = tf.where(cut[:, None, None] > 0, p > cut[:, None, None],
                       u < floored(p, model.floor))
         return k + 1, out.write(k, tf.cast(on, tf.float32))
 

@@ -64,11 +64,15 @@ def train_and_evaluate(name: str, family: str, flags, out: Path, data=("corpus:b
 
 
 def commit() -> str:
-    """The checkout's short commit, with "+" when it has uncommitted changes to tracked files."""
+    """The checkout's short commit, with "+" when it has uncommitted changes to tracked files
+    ("unknown" outside a git checkout)."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
-    return git("rev-parse", "--short", "HEAD").strip() + ("+" if git("status", "--porcelain",
-                                                                     "-uno").strip() else "")
+    try:
+        head, changed = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "-uno")
+    except OSError:
+        return "unknown"
+    return (head.strip() or "unknown") + ("+" if changed.strip() else "")
 
 
 def run_row(name: str, out: Path, samples: int, steps: int, resume: bool) -> dict:

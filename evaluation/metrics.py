@@ -291,14 +291,15 @@ def voice_motion(piece: Piece, steps_per_quarter: int = 4) -> float | None:
     on the step and the one before, of the semitones the highest and the lowest sounding pitch
     move, averaged over the two (None where no two successive steps sound). Voices that hold
     or move by step keep it low (the chorales' soprano 1.8, bass 3.3 on a quarter-note grid);
-    keys drawn with no voice carried on from one step to the next, 3x that."""
+    keys drawn with no voice carried on from one step to the next, 2.5-3x that (QUALITY.md)."""
     if not len(piece):
         return None
     onset, length = quantize(piece, steps_per_quarter)
     length = np.maximum(length, 1)
+    # every (note, step it sounds on): its onset, onset + 1, ..., onset + length - 1
     note = np.repeat(np.arange(len(piece)), length)
-    step = np.repeat(onset, length) + np.arange(len(note)) - np.repeat(np.cumsum(length) - length,
-                                                                      length)
+    within = np.arange(len(note)) - np.repeat(np.cumsum(length) - length, length)
+    step = onset[note] + within
     top = np.full(step.max() + 1, -1)
     bottom = np.full(step.max() + 1, 128)
     np.maximum.at(top, step, piece.pitch[note])

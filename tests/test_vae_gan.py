@@ -677,8 +677,9 @@ def test_binary_fakes_are_draws_with_the_gradient_of_the_probabilities(tiny_gan)
 def test_xla_trains_as_the_graph_and_the_same_seed_trains_the_same_gan():
     """`xla`: the training step compiled by XLA computes what TensorFlow's graph computes (the
     same losses, up to float rounding, with the same numbers in place of the random draws, as
-    XLA's random bits are its own); with its draws, the same seed gives the same losses (seeded
-    by the model's generator, stateless, so in XLA as well)."""
+    XLA's random bits are its own); with its draws, the same seed gives the same losses (every
+    draw is stateless, seeded by the model's generator; checked in the graph, where compiling
+    costs less)."""
     x = (np.random.default_rng(7).random((2, 8, SEGMENT, KEYS)) < 0.05).astype(np.float32)
 
     def fixed_draws():

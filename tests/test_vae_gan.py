@@ -606,11 +606,17 @@ def test_wgan_metrics_csv(gans, generator):
         assert d == pytest.approx(-w + 10.0 * p, rel=1e-4, abs=1e-5)
 
 
+def build_tiny_gan(**hparams):
+    """A wgan_gp of noise 4 and 8 filters over SEGMENT frames, its defaults changed by
+    `hparams`."""
+    return wgan_gp.build(data_lib.DataSpec("pianoroll"),
+                         {**wgan_gp.DEFAULTS, "noise": 4, "filters": 8, **hparams}, SEGMENT)
+
+
 @pytest.fixture(scope="module")
 def tiny_gan():
     keras.utils.set_random_seed(0)
-    return wgan_gp.build(data_lib.DataSpec("pianoroll"),
-                         {**wgan_gp.DEFAULTS, "noise": 4, "filters": 8}, SEGMENT)
+    return build_tiny_gan()
 
 
 def test_gradient_penalty_of_a_linear_critic_is_its_norm_minus_one_squared(tiny_gan):
@@ -694,9 +700,7 @@ def test_xla_trains_as_the_graph_and_the_same_seed_trains_the_same_gan():
 
     def losses(xla, fixed=False):
         keras.utils.set_random_seed(4)
-        model = wgan_gp.build(data_lib.DataSpec("pianoroll"),
-                              {**wgan_gp.DEFAULTS, "noise": 4, "filters": 8, "critic_steps": 1,
-                               "xla": xla}, SEGMENT)
+        model = build_tiny_gan(critic_steps=1, xla=xla)
         if fixed:
             model._draw = fixed_draws()
         return [model.train_on_batch(batch, np.zeros(8, np.float32), return_dict=True)
@@ -714,9 +718,7 @@ def test_threshold_fakes_are_the_keys_past_one_half_and_generate_cuts_there():
     """`fakes=threshold`: the critic reads the keys past 0.5, with the probabilities' gradient;
     `generate` then sounds those keys (threshold 0 asks for the model's own cut)."""
     keras.utils.set_random_seed(0)
-    model = wgan_gp.build(data_lib.DataSpec("pianoroll"),
-                          {**wgan_gp.DEFAULTS, "noise": 4, "filters": 8, "fakes": "threshold"},
-                          SEGMENT)
+    model = build_tiny_gan(fakes="threshold")
     z = tf.constant(np.random.default_rng(4).normal(size=(3, 4)), tf.float32)
     g_vars = model._weights(model.g_layers)
     with tf.GradientTape(persistent=True) as tape:
@@ -742,9 +744,7 @@ def test_batch_std_shows_the_critic_a_batch_of_copies():
     assert column.shape == (4, 3, 1)
     np.testing.assert_allclose(column, np.full((4, 3, 1), h.std(axis=0).mean()), rtol=1e-5)
     keras.utils.set_random_seed(0)
-    model = wgan_gp.build(data_lib.DataSpec("pianoroll"),
-                          {**wgan_gp.DEFAULTS, "noise": 4, "filters": 8, "batch_std": True},
-                          SEGMENT)
+    model = build_tiny_gan(batch_std=True)
     draw = np.random.default_rng(6)
     segments = (draw.random((4, SEGMENT, KEYS)) < 0.1).astype(np.float32)
     copies = np.repeat(segments[:1], 4, axis=0)

@@ -263,10 +263,14 @@ def floored(p, floor: float):
 def generate(model, num_steps, form, temperature, threshold, seed):
     """Segments from a chain of noise vectors, one per letter of `form` (ABCAB: the fourth
     segment replays the first), scaled by the temperature; keys sound with the generator's
-    probability (`floored`), or where it passes `threshold`. Returns [B, max(num_steps), keys]."""
+    probability (`floored`), or where it passes `threshold` (a model trained on `fakes=threshold`:
+    0.5 where the row's is 0). Returns [B, max(num_steps), keys]."""
     steps = tf.reduce_max(num_steps)
     count = (steps + model.segment - 1) // model.segment
     letters = form_letters(form, count)
+    # a row's cut: its threshold, else the model's own (0.5 when its critic read the keys past
+    # 0.5, `fakes=threshold`), else none: keys drawn
+    cut = tf.where(threshold > 0, threshold, 0.5 if model.fakes == "threshold" else 0.0)
 
     def body(k, out):
         # a letter's noise and draws come from step = its index: a repeat replays it exactly
@@ -274,7 +278,6 @@ def generate(model, num_steps, form, temperature, threshold, seed):
         z = rng.normal_tf(seed, letter, 1, model.noise) * temperature[:, None]
         p = model.generate(z)
         u = tf.reshape(rng.uniform_tf(seed, letter, 0, model.segment * model.keys), tf.shape(p))
-        cut = tf.where(threshold > 0, threshold, 0.5 if model.fakes == "threshold" else 0.0)
         on = tf.where(cut[:, None, None] > 0, p > cut[:, None, None],
                       u < floored(p, model.floor))
         return k + 1, out.write(k, tf.cast(on, tf.float32))

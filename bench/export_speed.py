@@ -1,18 +1,22 @@
-"""Export time of a conditional notes model: the front door's `attention_lstm` at its defaults
-(conditional, untrained: export time needs no training) exported and loaded back, and the
-in-graph condition of its primer (`trainer.conditions.from_tokens`) traced alone, beside the
-ragged implementation it replaced (2026-12-01), in one run.
+"""Export time: the in-graph condition of a primer (`trainer.conditions.from_tokens`) traced
+alone beside the ragged implementation it replaced (2026-12-01), then families at their
+defaults (untrained: export time needs no training) exported and loaded back with AutoGraph
+off (the signatures as they are traced now, `trainer.export.base.AUTOGRAPH`) and on (before
+2026-12-02), each in a fresh process, as a job or a test worker meets them: AutoGraph keeps
+what it converted for the rest of a process's life.
 
 Every exported signature of a conditional notes model traces `from_tokens` once (generate,
 serving_default, log_likelihood), so its tracing time is paid three times per export.
 
-    python bench/export_speed.py [--repeats 3]
+    python bench/export_speed.py [--repeats 3] [--models attention_lstm rnn_nade]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from preprocessing import dataset  # noqa: E402
 from preprocessing.notes import Vocabulary  # noqa: E402
-from trainer import conditions, export  # noqa: E402
+from trainer import conditions, export, task  # noqa: E402
 from trainer import data as data_lib  # noqa: E402
 from trainer.config import Config  # noqa: E402
 from trainer.models import MODELS  # noqa: E402
@@ -66,11 +70,51 @@ def trace_seconds(fn, repeats: int) -> float:
     return best
 
 
+def export_seconds(name: str) -> dict:
+    """The family `name` at its defaults (`python -m trainer.task --model NAME`'s data settings,
+    on the bundled chorales), untrained: {export, load} seconds."""
+    import tensorflow as tf
+
+    config = task.parse_args(["--model", name, "--export-dir", ""])
+    settings = task.data_settings(config)
+    folder = dataset.cache_root() / f"bench-export-{settings.representation}-" \
+        f"{settings.steps_per_quarter}-{settings.encoding}-{int(settings.to_c)}"
+    dataset.build(["corpus:bach"], folder, settings, progress=False)
+    spec = data_lib.spec_of(folder)
+    vocab = Vocabulary.load(folder / "vocab.json") if spec.representation == "notes" else None
+    family = MODELS[name]
+    x, _ = family.arrays(folder, "train", spec, config)
+    model = family.build(spec, config.hparams, config.seq_len)
+    with tempfile.TemporaryDirectory() as out:
+        began = time.perf_counter()
+        path = export.export(model, name, spec, config.seq_len, out, vocab=vocab,
+                             conditions=conditions.of_inputs(x))
+        exported = time.perf_counter() - began
+        began = time.perf_counter()
+        tf.saved_model.load(str(path))
+        return {"export": exported, "load": time.perf_counter() - began}
+
+
+def in_fresh_process(name: str, autograph: bool) -> dict:
+    result = subprocess.run(
+        [sys.executable, __file__, "--export-one", name, "--autograph", str(int(autograph))],
+        capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--models", nargs="+",
+                        default=["attention_lstm", "lstm", "rnn_nade", "wgan_gp"])
+    parser.add_argument("--export-one", help=argparse.SUPPRESS)  # a child: one family's times
+    parser.add_argument("--autograph", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.export_one:
+        export.base.AUTOGRAPH = bool(args.autograph)
+        print(json.dumps(export_seconds(args.export_one)))
+        return
 
     import numpy as np
     import tensorflow as tf
@@ -85,9 +129,8 @@ def main() -> None:
     dataset.build(["corpus:bach"], folder, progress=False)
     spec = data_lib.spec_of(folder)
     vocab = Vocabulary.load(folder / "vocab.json")
-    config = Config(model="attention_lstm", export_dir="")
-    family = MODELS[config.model]
-    x, _ = family.arrays(folder, "train", spec, config)
+    x, _ = MODELS["attention_lstm"].arrays(folder, "train", spec,
+                                           Config(model="attention_lstm", export_dir=""))
     windows = x[input_name(spec)]  # events [N, T, (token, duration, shift)]
     names = np.asarray(vocab.tokens, object)[windows[:256, :, 0]]
     table = conditions.pitch_table()
@@ -96,17 +139,14 @@ def main() -> None:
         conditions.from_tokens(names, windows[:256, :, 2], valid, table).numpy(),
         ragged_from_tokens(names, windows[:256, :, 2], valid, table).numpy())
 
-    model = family.build(spec, config.hparams, config.seq_len)
-    with tempfile.TemporaryDirectory() as out:
-        began = time.perf_counter()
-        path = export.export(model, config.model, spec, config.seq_len, out, vocab=vocab,
-                             conditions=x["condition"])
-        exported = time.perf_counter() - began
-        began = time.perf_counter()
-        tf.saved_model.load(str(path))
-        loaded = time.perf_counter() - began
-    print(f"attention_lstm at its defaults (conditional): export {exported:.1f} s, "
-          f"load {loaded:.1f} s")
+    print("| family (defaults) | export, AutoGraph on (before) | off (now) | ratio "
+          "| load, on | off |")
+    print("|---|---|---|---|---|---|")
+    for name in args.models:
+        on, off = in_fresh_process(name, True), in_fresh_process(name, False)
+        print(f"| {name} | {on['export']:.1f} s | {off['export']:.1f} s | "
+              f"{on['export'] / off['export']:.1f}x | {on['load']:.1f} s | {off['load']:.1f} s |",
+              flush=True)
 
 
 if __name__ == "__main__":

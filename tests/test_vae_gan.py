@@ -736,6 +736,25 @@ def test_threshold_fakes_are_the_keys_past_one_half_and_generate_cuts_there():
     assert wgan_gp.WGANGP.from_config(model.get_config()).fakes == "threshold"
 
 
+def test_both_fakes_show_the_critic_the_drawn_keys_beside_the_probabilities():
+    """`fakes=both`: the critic reads a fake as the drawn keys and the probabilities side by
+    side (channels), a real segment as its keys twice, and the step trains on that."""
+    keras.utils.set_random_seed(0)
+    model = build_tiny_gan(fakes="both", critic_steps=1, xla=False)
+    p = model.generate(tf.constant(np.random.default_rng(4).normal(size=(3, 4)), tf.float32))
+    fake = model._fake(p).numpy()
+    assert fake.shape == (3, SEGMENT, 2 * KEYS)
+    keys = np.round(fake[..., :KEYS])
+    np.testing.assert_allclose(fake[..., :KEYS], keys, atol=1e-6)
+    assert set(np.unique(keys)) == {0.0, 1.0}
+    np.testing.assert_allclose(fake[..., KEYS:], p.numpy(), atol=1e-7)
+    real = (np.random.default_rng(5).random((8, SEGMENT, KEYS)) < 0.05).astype(np.float32)
+    np.testing.assert_array_equal(model._real(real).numpy(), np.concatenate([real, real], -1))
+    logs = model.train_on_batch(real, np.zeros(8, np.float32), return_dict=True)
+    assert all(np.isfinite(v) for v in logs.values())
+    assert wgan_gp.WGANGP.from_config(model.get_config()).fakes == "both"
+
+
 def test_batch_std_shows_the_critic_a_batch_of_copies():
     """`batch_std`: the features' spread over the batch joins the critic as a channel, so the
     same segment scores differently among copies of itself than among other segments."""

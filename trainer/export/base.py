@@ -15,6 +15,10 @@ import tensorflow as tf
 from trainer import decoders
 from trainer.data import DataSpec
 
+# the signatures are written with TensorFlow's own control flow (tf.while_loop, tf.where), so
+# AutoGraph has nothing to convert in them; left on, it re-parsed their source and that of every
+# function they call, most of an export's time (bench/export_speed.py)
+AUTOGRAPH = False
 DEFAULT_MAX_STEPS = 4096
 MAX_TEMPERATURE = 10.0  # logits / 10 are near uniform already: more is noise, not a choice
 
@@ -42,7 +46,7 @@ def signature(method, input_signature):
         with tf.control_dependencies(checks):  # defaults (key=None) pass through as they are
             return method(*[value if value is None else tf.identity(value) for value in args])
 
-    return tf.function(checked, input_signature=input_signature)
+    return tf.function(checked, input_signature=input_signature, autograph=AUTOGRAPH)
 
 
 def assert_in(values, low, high, name, low_open=False):
@@ -104,7 +108,7 @@ class Exported(tf.Module):
     def signatures(self) -> dict:
         """Every signature to save: the family's and `metadata`."""
         return {**self.family_signatures(),
-                "metadata": tf.function(self._metadata,
+                "metadata": tf.function(self._metadata, autograph=AUTOGRAPH,
                                         input_signature=[per_row(tf.int32, "request")])}
 
     def check(self, batch, num_steps, name="num_steps", *, temperature=None, threshold=None,

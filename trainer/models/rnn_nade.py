@@ -109,7 +109,6 @@ class NADEExport(Exported):
         return {"generate": signature(self._generate, self.main_specs()),
                 "log_likelihood": likelihood, "serving_default": likelihood}
 
-    @tf.autograph.experimental.do_not_convert
     def _likelihood(self, frames):
         frames = tf.concat([tf.zeros_like(frames[:, :1]), frames], 1)
         return self.roll_nll(frames[:, 1:], self.model(frames, training=False))
@@ -122,7 +121,6 @@ class NADEExport(Exported):
             new.append((hh, cc))
         return (self.visible_bias(h), self.hidden_bias(h)), new
 
-    @tf.autograph.experimental.do_not_convert  # explicit loops: converting only costs time
     def _generate(self, primer, num_steps, temperature, threshold, seed):
         batch, length = tf.shape(primer)[0], tf.shape(primer)[1] + 1
         with tf.control_dependencies(self.check(

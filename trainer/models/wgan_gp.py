@@ -30,7 +30,8 @@ from trainer.data import DataSpec
 from trainer.export.base import Exported, keep_rows, per_row, signature
 
 REPRESENTATIONS = ("pianoroll",)
-CHOICES = {"generator": ("cnn", "dcrnn"), "fakes": ("drawn", "threshold", "probabilities")}
+CHOICES = {"generator": ("cnn", "dcrnn"),
+           "fakes": ("drawn", "threshold", "probabilities", "both")}
 DEFAULTS = dict(generator="cnn", noise=64, filters=128, units=256, repeat=4, critic_steps=5,
                 gradient_penalty=10.0, fakes="drawn", batch_std=False, floor=0.05,
                 diversity=0.0, learning_rate=1e-4, xla=True)
@@ -150,15 +151,23 @@ class WGANGP(keras.Model):
     def _fake(self, p):
         """What the critic reads of the generator's key probabilities `p` (`fakes`):
         themselves; keys drawn from them as `generate` draws them (`drawn`: BinaryMuseGAN's
-        stochastic binary neurons, Dong and Yang 2018); or the keys past 0.5 (`threshold`: its
-        deterministic ones). Drawn or cut, the gradient passes straight through."""
+        stochastic binary neurons, Dong and Yang 2018); the keys past 0.5 (`threshold`: its
+        deterministic ones); or the drawn keys and the probabilities side by side (`both`, as
+        channels: a real segment is its keys twice, so soft probabilities give a fake away).
+        Drawn or cut, the gradient passes straight through."""
         if self.fakes == "probabilities":
             return p
         if self.fakes == "threshold":
             drawn = tf.cast(p > 0.5, p.dtype)
         else:
             drawn = tf.cast(self._draw(keras.random.uniform, tf.shape(p)) < p, p.dtype)
-        return p + tf.stop_gradient(drawn - p)
+        drawn = p + tf.stop_gradient(drawn - p)
+        return tf.concat([drawn, p], -1) if self.fakes == "both" else drawn
+
+    def _real(self, frames):
+        """What the critic reads of real frames: as a fake reads (`_fake`), a real segment's
+        keys are its own probabilities."""
+        return tf.concat([frames, frames], -1) if self.fakes == "both" else frames
 
     def _spread(self, z, p):
         """How far the key probabilities move per unit the noise moves, from `z` (which gave
@@ -170,6 +179,7 @@ class WGANGP(keras.Model):
     def train_step(self, data):
         real, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         batch = tf.shape(real)[0]
+        real = self._real(real)
         c_vars, g_vars = self._weights(self.c_layers), self._weights(self.g_layers)
         for _ in range(self.critic_steps):
             z = self._draw(keras.random.normal, [batch, self.noise])
@@ -224,7 +234,7 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     model.compile(keras.optimizers.Adam(hp["learning_rate"], beta_1=0.5, beta_2=0.9),
                   keras.optimizers.Adam(hp["learning_rate"], beta_1=0.5, beta_2=0.9),
                   xla=hp["xla"])
-    model.critic(model(np.zeros((1, hp["noise"]), np.float32)))
+    model.critic(model._real(model(np.zeros((1, hp["noise"]), np.float32))))
     model.build_optimizers()
     return model
 

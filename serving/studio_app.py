@@ -233,7 +233,10 @@ class Studio:
             meta = composer.metadata()
         except ComposerError as exc:
             return {"name": name, "error": str(exc)}
-        kind = "refine" if meta.get("representation") == "performance" else "compose"
+        # what it can do, as its signatures say (not its representation)
+        refines_only = contract.has_signature(meta, "refine") and \
+            not contract.has_signature(meta, "generate")
+        kind = "refine" if refines_only else "compose"
         return {"name": name, "versions": versions, "kind": kind, "metadata": meta,
                 "inputs": contract.input_names(meta)}
 

@@ -77,9 +77,8 @@ def export_seconds(name: str) -> dict:
 
     config = task.parse_args(["--model", name, "--export-dir", ""])
     settings = task.data_settings(config)
-    folder = dataset.cache_root() / f"bench-export-{settings.representation}-" \
-        f"{settings.steps_per_quarter}-{settings.encoding}-{int(settings.to_c)}"
-    dataset.build(["corpus:bach"], folder, settings, progress=False)
+    folder = task.data_folder(config, settings)  # the one a job on these settings builds
+    dataset.build(list(config.data), folder, settings, progress=False)
     spec = data_lib.spec_of(folder)
     vocab = Vocabulary.load(folder / "vocab.json") if spec.representation == "notes" else None
     family = MODELS[name]

@@ -755,6 +755,90 @@ def test_both_fakes_show_the_critic_the_drawn_keys_beside_the_probabilities():
     assert wgan_gp.WGANGP.from_config(model.get_config()).fakes == "both"
 
 
+def test_voice_keys_split_a_roll_top_voice_first_bass_last():
+    """The top voice takes the highest key, the bass the lowest, the inner voices the next
+    highest; fewer keys rest the inner voices, more lose their inner keys."""
+    frames = np.zeros((6, 12), np.float32)
+    for row, keys in enumerate([[], [5], [2, 9], [1, 4, 7], [0, 3, 6, 9], [0, 2, 4, 6, 8, 10]]):
+        frames[row, keys] = 1
+    got = wgan_gp.voice_keys(tf.constant(frames[None]), 4).numpy()[0]
+    assert got.tolist() == [[-1, -1, -1, -1], [5, -1, -1, -1], [9, -1, -1, 2], [7, 4, -1, 1],
+                            [9, 6, 3, 0], [10, 8, 6, 0]]
+    assert wgan_gp.voice_keys(tf.constant(frames), 2).numpy().tolist() == [
+        [-1, -1], [5, -1], [9, 2], [7, 1], [9, 0], [10, 0]]
+
+
+def test_voices_output_writes_a_softmax_per_voice_and_the_critic_reads_each_voice():
+    """`output=voices`: each voice a softmax over the keys and a rest; a fake is one key (or
+    rest) drawn per voice, with the probabilities' gradient; a real segment is split into
+    voices; the step trains on that, and the model saves its output."""
+    keras.utils.set_random_seed(0)
+    model = build_tiny_gan(output="voices", voices=4, critic_steps=1, xla=False)
+    z = tf.constant(np.random.default_rng(4).normal(size=(3, 4)), tf.float32)
+    p = model.probabilities(z).numpy()
+    assert p.shape == (3, SEGMENT, 4, KEYS + 1)
+    np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(model.generate(z).numpy(),
+                               np.minimum(p[..., :KEYS].sum(2), 1.0), rtol=1e-5)
+
+    weights = tf.constant(np.random.default_rng(3).normal(size=(SEGMENT, 4 * KEYS)), tf.float32)
+    g_vars = model._weights(model.g_layers)
+    with tf.GradientTape(persistent=True) as tape:
+        p = model.probabilities(z, training=True)
+        fake = model._fake(p)
+        drawn, soft = tf.reduce_sum(fake * weights), tf.reduce_sum(model._channels(p) * weights)
+    assert fake.shape == (3, SEGMENT, 4 * KEYS)
+    voices = np.round(fake.numpy()).reshape(3, SEGMENT, 4, KEYS)
+    np.testing.assert_allclose(fake.numpy(), voices.reshape(fake.shape), atol=1e-6)
+    assert set(np.unique(voices)) == {0.0, 1.0} and voices.sum(-1).max() == 1  # a key or a rest
+    for g, e in zip(tape.gradient(drawn, g_vars), tape.gradient(soft, g_vars)):
+        np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-5, atol=1e-7)
+
+    real = (np.random.default_rng(5).random((8, SEGMENT, KEYS)) < 0.05).astype(np.float32)
+    split = model._real(tf.constant(real)).numpy().reshape(8, SEGMENT, 4, KEYS)
+    expected = wgan_gp.voice_keys(tf.constant(real), 4).numpy()
+    np.testing.assert_array_equal(split.argmax(-1)[split.max(-1) > 0], expected[expected >= 0])
+    logs = model.train_on_batch(real, np.zeros(8, np.float32), return_dict=True)
+    assert all(np.isfinite(v) for v in logs.values())
+    again = wgan_gp.WGANGP.from_config(model.get_config())
+    assert (again.writes, again.voices) == ("voices", 4)
+    with pytest.raises(InputError, match="voices=1"):
+        build_tiny_gan(output="voices", voices=1)
+
+
+def test_voices_generate_draws_a_key_per_voice_as_the_numpy_reference():
+    """`generate` with `output=voices`: per segment, the noise of its letter, then one uniform
+    per voice and frame picks the voice's key (or rest) from its floored probabilities, or
+    the likeliest where a threshold is given; checked against NumPy, draw for draw."""
+    keras.utils.set_random_seed(1)
+    model = build_tiny_gan(output="voices", voices=3)
+    seed = tf.constant([9], tf.int64)
+
+    def reference(temperature, threshold):
+        rows = []
+        for letter in (0, 1, 0):  # form ABA
+            z = rng.normal_tf(seed, tf.constant([letter]), 1, 4) * temperature
+            p = model.probabilities(z).numpy()[0]  # [SEGMENT, 3, KEYS + 1]
+            if threshold > 0:
+                choice = p.argmax(-1)
+            else:
+                kept = np.where(p < model.floor * p.max(-1, keepdims=True), 0, p)
+                kept = kept / kept.sum(-1, keepdims=True)
+                u = rng.uniform_np(seed.numpy(), letter, 0, SEGMENT * 3)[0].reshape(SEGMENT, 3)
+                choice = np.minimum((np.cumsum(kept, -1) < u[..., None]).sum(-1), KEYS)
+            roll = np.zeros((SEGMENT, KEYS + 1), np.float32)
+            np.put_along_axis(roll, choice, 1.0, -1)
+            rows.append(roll[:, :KEYS])
+        return np.concatenate(rows)
+
+    for temperature, threshold in ((1.0, 0.0), (2.0, 0.0), (1.0, 0.5)):
+        got = wgan_gp.generate(model, tf.constant([3 * SEGMENT]), tf.constant(["ABA"]),
+                               tf.constant([temperature]), tf.constant([threshold]), seed)
+        expected = reference(temperature, threshold)
+        assert 0 < expected.sum() and expected.sum(-1).max() <= 3
+        np.testing.assert_array_equal(got.numpy()[0], expected)
+
+
 def test_batch_std_shows_the_critic_a_batch_of_copies():
     """`batch_std`: the features' spread over the batch joins the critic as a channel, so the
     same segment scores differently among copies of itself than among other segments."""

@@ -10,6 +10,13 @@ Two generators:
 - `cnn`: noise → dense → transposed 1-D convolutions over time → key probabilities;
 - `dcrnn` (the seed's Deconvolutional RNN): a first RNN draws a coarse structure from the noise,
   each coarse step is repeated `repeat` times, and a second RNN writes the frames.
+Two outputs:
+- `keys` (the default): a probability per key, each key drawn on its own;
+- `voices`: `voices` voices (soprano first, bass last), each a softmax over the keys and a
+  rest, one key drawn per voice, as the JSB-chorale MuseGAN writes its four parts (Foster,
+  Generative Deep Learning, 2nd ed.). The critic reads each voice as its own channels, a real
+  segment split into voices by `voice_keys`: a line that jumps or a voice that collapses onto
+  one key shows, where a roll of independent keys hides it.
 Long pieces come from a chain of noise vectors: the `generate` signature's `form` ("ABCAB")
 gives each segment a letter, and segments with the same letter share their noise.
 The training step is compiled by XLA (`xla`), which fuses the gradient penalty's second
@@ -30,11 +37,11 @@ from trainer.data import DataSpec
 from trainer.export.base import Exported, keep_rows, per_row, signature
 
 REPRESENTATIONS = ("pianoroll",)
-CHOICES = {"generator": ("cnn", "dcrnn"),
+CHOICES = {"generator": ("cnn", "dcrnn"), "output": ("keys", "voices"),
            "fakes": ("drawn", "threshold", "probabilities", "both")}
 DEFAULTS = dict(generator="cnn", noise=64, filters=128, units=256, repeat=4, critic_steps=5,
                 gradient_penalty=10.0, fakes="drawn", batch_std=False, floor=0.05,
-                diversity=0.0, learning_rate=1e-4, xla=True)
+                diversity=0.0, output="keys", voices=4, learning_rate=1e-4, xla=True)
 # the JSB Chorales benchmark's frames, each segment in C major / A minor: the key is then the
 # same in every example, where a GAN drawing from noise alone does not learn it (QUALITY.md)
 TRAINING = dict(steps_per_quarter=1, encoding="sampled", to_c=True, seq_len=32)
@@ -58,20 +65,25 @@ class WGANGP(keras.Model):
 
     def __init__(self, keys=88, segment=64, generator="cnn", noise=64, filters=128, units=256,
                  repeat=4, critic_steps=5, gradient_penalty=10.0, fakes="probabilities",
-                 batch_std=False, floor=0.0, diversity=0.0, **kwargs):
+                 batch_std=False, floor=0.0, diversity=0.0, output="keys", voices=4, **kwargs):
         super().__init__(**kwargs)
         self.keys, self.segment, self.kind, self.noise = keys, segment, generator, noise
         self.filters, self.units, self.repeat = filters, units, repeat
         self.critic_steps, self.penalty = critic_steps, gradient_penalty
         self.fakes, self.batch_std = fakes, batch_std
         self.floor, self.diversity = floor, diversity
+        self.writes, self.voices = output, voices
+        if output == "voices" and voices < 2:
+            raise InputError(f"--hparams voices={voices}: output=voices needs 2 or more")
+        # a logit per key, or per voice a logit per key and one for its rest
+        width = keys if output == "keys" else voices * (keys + 1)
         if generator == "cnn":
             self.g_layers = [
                 layers.Dense(segment // 8 * filters * 2, activation="relu", name="g_dense"),
                 layers.Reshape((segment // 8, filters * 2)),
                 *[layers.Conv1DTranspose(filters, 4, strides=2, padding="same",
                                          activation="relu", name=f"g_up_{i}") for i in range(3)],
-                layers.Conv1D(keys, 1, name="g_out")]
+                layers.Conv1D(width, 1, name="g_out")]
         else:
             if segment % repeat:
                 raise InputError(f"--hparams repeat={repeat} must divide --seq-len {segment}")
@@ -80,7 +92,7 @@ class WGANGP(keras.Model):
                 layers.LSTM(units, return_sequences=True, name="rnn_a"),
                 layers.UpSampling1D(repeat),
                 layers.LSTM(units, return_sequences=True, name="rnn_b"),
-                layers.Dense(keys, name="g_out")]
+                layers.Dense(width, name="g_out")]
         self.c_layers = [
             *[layers.Conv1D(filters * 2 ** i, 4, strides=2, padding="same", name=f"c_conv_{i}")
               for i in range(3)],
@@ -91,12 +103,24 @@ class WGANGP(keras.Model):
         self.trackers = {n: keras.metrics.Mean(name=n)
                          for n in ("d_loss", "g_loss", "wasserstein", "penalty", "spread")}
 
-    def generate(self, z, training=False):
-        """Key probabilities [B, segment, keys] from noise [B, noise]."""
+    def probabilities(self, z, training=False):
+        """What the generator writes from noise [B, noise]: key probabilities [B, segment, keys]
+        (`output=keys`), or each voice's probabilities of each key and of a rest (the last)
+        [B, segment, voices, keys + 1] (`voices`)."""
         h = z
         for layer in self.g_layers:
             h = layer(h, training=training)
-        return tf.sigmoid(h)
+        if self.writes == "keys":
+            return tf.sigmoid(h)
+        return tf.nn.softmax(tf.reshape(h, [-1, self.segment, self.voices, self.keys + 1]))
+
+    def generate(self, z, training=False):
+        """Key probabilities [B, segment, keys] from noise [B, noise]: with `output=voices`,
+        the chance that some voice sounds the key (the voices' chances summed, at most 1)."""
+        p = self.probabilities(z, training)
+        if self.writes == "keys":
+            return p
+        return tf.minimum(tf.reduce_sum(p[..., :self.keys], 2), 1.0)
 
     def critic(self, frames, training=False):
         """Scores [B, 1]: higher for segments the critic takes as real."""
@@ -149,31 +173,48 @@ class WGANGP(keras.Model):
         return tf.reduce_mean(tf.square(norm - 1.0))
 
     def _fake(self, p):
-        """What the critic reads of the generator's key probabilities `p` (`fakes`):
-        themselves; keys drawn from them as `generate` draws them (`drawn`: BinaryMuseGAN's
-        stochastic binary neurons, Dong and Yang 2018); the keys past 0.5 (`threshold`: its
-        deterministic ones); or the drawn keys and the probabilities side by side (`both`, as
-        channels: a real segment is its keys twice, so soft probabilities give a fake away).
-        Drawn or cut, the gradient passes straight through."""
+        """What the critic reads of the generator's probabilities `p` (`probabilities`, per
+        `fakes`): themselves; keys drawn from them as `generate` draws them (`drawn`:
+        BinaryMuseGAN's stochastic binary neurons, Dong and Yang 2018); the keys past 0.5, or
+        each voice's likeliest (`threshold`: its deterministic ones); or the drawn keys and the
+        probabilities side by side (`both`, as channels: a real segment is its keys twice, so
+        soft probabilities give a fake away). Drawn or cut, the gradient passes straight
+        through. With `output=voices` each voice is `keys` channels, its rest none."""
         if self.fakes == "probabilities":
-            return p
-        if self.fakes == "threshold":
+            return self._channels(p)
+        if self.writes == "voices":
+            if self.fakes == "threshold":
+                choice = tf.argmax(p, -1, output_type=tf.int32)
+            else:
+                u = self._draw(keras.random.uniform, tf.shape(p)[:-1])
+                choice = categorical(p, u)
+            drawn = tf.one_hot(choice, self.keys + 1, dtype=p.dtype)
+        elif self.fakes == "threshold":
             drawn = tf.cast(p > 0.5, p.dtype)
         else:
             drawn = tf.cast(self._draw(keras.random.uniform, tf.shape(p)) < p, p.dtype)
-        drawn = p + tf.stop_gradient(drawn - p)
-        return tf.concat([drawn, p], -1) if self.fakes == "both" else drawn
+        drawn = self._channels(p + tf.stop_gradient(drawn - p))
+        return tf.concat([drawn, self._channels(p)], -1) if self.fakes == "both" else drawn
+
+    def _channels(self, p):
+        """The critic's channels of generator output `p`: the keys, or each voice's keys (its
+        rest dropped) one voice after another [B, segment, voices * keys]."""
+        if self.writes == "keys":
+            return p
+        return tf.reshape(p[..., :self.keys], [-1, self.segment, self.voices * self.keys])
 
     def _real(self, frames):
         """What the critic reads of real frames: as a fake reads (`_fake`), a real segment's
-        keys are its own probabilities."""
+        keys are its own probabilities, split into voices (`voice_keys`) with `output=voices`."""
+        if self.writes == "voices":
+            frames = self._channels(tf.one_hot(voice_keys(frames, self.voices), self.keys + 1))
         return tf.concat([frames, frames], -1) if self.fakes == "both" else frames
 
     def _spread(self, z, p):
-        """How far the key probabilities move per unit the noise moves, from `z` (which gave
-        `p`) to fresh noise: near 0 where the generator ignores its noise."""
+        """How far the generator's probabilities move per unit the noise moves, from `z`
+        (which gave `p`) to fresh noise: near 0 where the generator ignores its noise."""
         other = self._draw(keras.random.normal, tf.shape(z))
-        moved = tf.reduce_mean(tf.abs(self.generate(other, training=True) - p))
+        moved = tf.reduce_mean(tf.abs(self.probabilities(other, training=True) - p))
         return moved / tf.reduce_mean(tf.abs(other - z))
 
     def train_step(self, data):
@@ -183,7 +224,7 @@ class WGANGP(keras.Model):
         c_vars, g_vars = self._weights(self.c_layers), self._weights(self.g_layers)
         for _ in range(self.critic_steps):
             z = self._draw(keras.random.normal, [batch, self.noise])
-            fake = self._fake(self.generate(z, training=True))
+            fake = self._fake(self.probabilities(z, training=True))
             with tf.GradientTape() as tape:
                 distance = tf.reduce_mean(self.critic(real, training=True)) - \
                     tf.reduce_mean(self.critic(fake, training=True))
@@ -192,7 +233,7 @@ class WGANGP(keras.Model):
             self.c_optimizer.apply(tape.gradient(d_loss, c_vars), c_vars)
         with tf.GradientTape() as tape:
             z = self._draw(keras.random.normal, [batch, self.noise])
-            p = self.generate(z, training=True)
+            p = self.probabilities(z, training=True)
             g_loss = -tf.reduce_mean(self.critic(self._fake(p), training=True))
             spread = self._spread(z, p)
             # mode seeking (Mao et al. 2019): `diversity` / spread grows as the noise is ignored
@@ -209,7 +250,7 @@ class WGANGP(keras.Model):
                 "units": self.units, "repeat": self.repeat, "critic_steps": self.critic_steps,
                 "gradient_penalty": self.penalty, "fakes": self.fakes,
                 "batch_std": self.batch_std, "floor": self.floor,
-                "diversity": self.diversity}
+                "diversity": self.diversity, "output": self.writes, "voices": self.voices}
 
 
 def with_primer(spec: DataSpec, primer, steps: np.ndarray, vocab=None):
@@ -230,7 +271,8 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     segment = seq_len or 64
     model = WGANGP(spec.keys, segment, hp["generator"], hp["noise"], hp["filters"], hp["units"],
                    hp["repeat"], hp["critic_steps"], hp["gradient_penalty"], hp["fakes"],
-                   hp["batch_std"], hp["floor"], hp["diversity"], name="wgan_gp")
+                   hp["batch_std"], hp["floor"], hp["diversity"], hp["output"], hp["voices"],
+                   name="wgan_gp")
     model.compile(keras.optimizers.Adam(hp["learning_rate"], beta_1=0.5, beta_2=0.9),
                   keras.optimizers.Adam(hp["learning_rate"], beta_1=0.5, beta_2=0.9),
                   xla=hp["xla"])
@@ -245,6 +287,27 @@ def batch_std(h):
     so the critic can tell a generator that ignores its noise from the corpus."""
     spread = tf.reduce_mean(tf.math.reduce_std(h, axis=0))
     return tf.fill(tf.concat([tf.shape(h)[:-1], [1]], 0), spread)
+
+
+def voice_keys(frames, voices: int):
+    """Each frame of a roll [..., keys] as `voices` voices [..., voices]: a key index, or -1
+    for a rest. The top voice takes the highest key, the bottom voice the lowest, the voices
+    between the next highest keys in turn: a frame of fewer keys rests its inner voices (a
+    single key is the top voice's), a frame of more drops its inner keys."""
+    keys = frames.shape[-1]
+    on = tf.cast(frames > 0.5, tf.int32)
+    count = tf.reduce_sum(on, -1, keepdims=True)
+    highest = tf.math.top_k(on * (tf.range(keys) + 1), voices - 1).values - 1
+    lowest = keys - tf.math.top_k(on * (keys - tf.range(keys)), 1).values
+    upper = tf.where(tf.range(voices - 1) < tf.maximum(count - 1, 1), highest, -1)
+    return tf.concat([upper, tf.where(count >= 2, lowest, -1)], -1)
+
+
+def categorical(p, u):
+    """The class [...] whose share of the cumulative probabilities `p` [..., classes] holds
+    the uniform `u` [...] (inverse-CDF sampling; a `u` past the float sum takes the last)."""
+    below = tf.reduce_sum(tf.cast(tf.cumsum(p, -1) < u[..., None], tf.int32), -1)
+    return tf.minimum(below, tf.shape(p)[-1] - 1)
 
 
 def form_letters(form, count):
@@ -270,11 +333,21 @@ def floored(p, floor: float):
     return tf.minimum(kept * scale, 1.0)
 
 
+def floored_voices(p, floor: float):
+    """Each voice's probabilities [..., keys + 1] with those below `floor` times the voice's
+    likeliest set to 0 and the rest scaled to sum to 1 (min-p sampling, Nguyen et al. 2024:
+    the cut follows how sure the voice is, so a flat voice keeps its choices)."""
+    kept = tf.where(p < floor * tf.reduce_max(p, -1, keepdims=True), 0.0, p)
+    return kept / tf.reduce_sum(kept, -1, keepdims=True)
+
+
 def generate(model, num_steps, form, temperature, threshold, seed):
     """Segments from a chain of noise vectors, one per letter of `form` (ABCAB: the fourth
     segment replays the first), scaled by the temperature; keys sound with the generator's
     probability (`floored`), or where it passes `threshold` (a model trained on `fakes=threshold`:
-    0.5 where the row's is 0). Returns [B, max(num_steps), keys]."""
+    0.5 where the row's is 0). With `output=voices` each voice sounds one key drawn from its
+    probabilities (`floored_voices`; a rest sounds none), or its likeliest where the cut is set.
+    Returns [B, max(num_steps), keys]."""
     steps = tf.reduce_max(num_steps)
     count = (steps + model.segment - 1) // model.segment
     letters = form_letters(form, count)
@@ -286,7 +359,14 @@ def generate(model, num_steps, form, temperature, threshold, seed):
         # a letter's noise and draws come from step = its index: a repeat replays it exactly
         letter = letters[:, k]
         z = rng.normal_tf(seed, letter, 1, model.noise) * temperature[:, None]
-        p = model.generate(z)
+        p = model.probabilities(z)
+        if model.writes == "voices":
+            u = tf.reshape(rng.uniform_tf(seed, letter, 0, model.segment * model.voices),
+                           tf.shape(p)[:-1])
+            choice = tf.where(cut[:, None, None] > 0, tf.argmax(p, -1, output_type=tf.int32),
+                              categorical(floored_voices(p, model.floor), u))
+            on = tf.reduce_max(tf.one_hot(choice, model.keys + 1)[..., :model.keys], 2)
+            return k + 1, out.write(k, on)
         u = tf.reshape(rng.uniform_tf(seed, letter, 0, model.segment * model.keys), tf.shape(p))
         on = tf.where(cut[:, None, None] > 0, p > cut[:, None, None],
                       u < floored(p, model.floor))

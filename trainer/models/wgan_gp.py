@@ -116,11 +116,11 @@ class WGANGP(keras.Model):
 
     def generate(self, z, training=False):
         """Key probabilities [B, segment, keys] from noise [B, noise]: with `output=voices`,
-        the chance that some voice sounds the key (the voices' chances summed, at most 1)."""
+        the chance that some voice sounds the key (the voices are drawn independently)."""
         p = self.probabilities(z, training)
         if self.writes == "keys":
             return p
-        return tf.minimum(tf.reduce_sum(p[..., :self.keys], 2), 1.0)
+        return 1.0 - tf.reduce_prod(1.0 - p[..., :self.keys], 2)
 
     def critic(self, frames, training=False):
         """Scores [B, 1]: higher for segments the critic takes as real."""
@@ -211,8 +211,9 @@ class WGANGP(keras.Model):
         return tf.concat([frames, frames], -1) if self.fakes == "both" else frames
 
     def _spread(self, z, p):
-        """How far the generator's probabilities move per unit the noise moves, from `z`
-        (which gave `p`) to fresh noise: near 0 where the generator ignores its noise."""
+        """How far the generator's probabilities (`probabilities`: with `output=voices`, each
+        voice's, rests included) move per unit the noise moves, from `z` (which gave `p`) to
+        fresh noise: near 0 where the generator ignores its noise."""
         other = self._draw(keras.random.normal, tf.shape(z))
         moved = tf.reduce_mean(tf.abs(self.probabilities(other, training=True) - p))
         return moved / tf.reduce_mean(tf.abs(other - z))
@@ -303,11 +304,13 @@ def voice_keys(frames, voices: int):
     return tf.concat([upper, tf.where(count >= 2, lowest, -1)], -1)
 
 
-def categorical(p, u):
-    """The class [...] whose share of the cumulative probabilities `p` [..., classes] holds
-    the uniform `u` [...] (inverse-CDF sampling; a `u` past the float sum takes the last)."""
-    below = tf.reduce_sum(tf.cast(tf.cumsum(p, -1) < u[..., None], tf.int32), -1)
-    return tf.minimum(below, tf.shape(p)[-1] - 1)
+def categorical(w, u):
+    """The class [...] drawn by the uniform `u` [...] in [0, 1) from weights `w` [..., classes]
+    (not negative, not all 0; they need not sum to 1): the first class whose cumulative weight
+    passes `u` times the total (inverse-CDF sampling). A class of weight 0 is never drawn."""
+    total = tf.cumsum(w, -1)
+    passed = tf.reduce_sum(tf.cast(total <= u[..., None] * total[..., -1:], tf.int32), -1)
+    return tf.minimum(passed, tf.shape(w)[-1] - 1)
 
 
 def form_letters(form, count):
@@ -334,11 +337,11 @@ def floored(p, floor: float):
 
 
 def floored_voices(p, floor: float):
-    """Each voice's probabilities [..., keys + 1] with those below `floor` times the voice's
-    likeliest set to 0 and the rest scaled to sum to 1 (min-p sampling, Nguyen et al. 2024:
-    the cut follows how sure the voice is, so a flat voice keeps its choices)."""
-    kept = tf.where(p < floor * tf.reduce_max(p, -1, keepdims=True), 0.0, p)
-    return kept / tf.reduce_sum(kept, -1, keepdims=True)
+    """Each voice's probabilities [..., keys + 1] with those below `floor` (at most 1) times
+    the voice's likeliest set to 0, as weights for `categorical` (min-p sampling, Nguyen et al.
+    2024: the cut follows how sure the voice is, so a flat voice keeps its choices and the
+    likeliest is always kept)."""
+    return tf.where(p < min(floor, 1.0) * tf.reduce_max(p, -1, keepdims=True), 0.0, p)
 
 
 def generate(model, num_steps, form, temperature, threshold, seed):
@@ -346,7 +349,8 @@ def generate(model, num_steps, form, temperature, threshold, seed):
     segment replays the first), scaled by the temperature; keys sound with the generator's
     probability (`floored`), or where it passes `threshold` (a model trained on `fakes=threshold`:
     0.5 where the row's is 0). With `output=voices` each voice sounds one key drawn from its
-    probabilities (`floored_voices`; a rest sounds none), or its likeliest where the cut is set.
+    probabilities (`floored_voices`; a rest sounds none), or its likeliest where the cut is set
+    (any threshold > 0, or a model trained on `fakes=threshold`).
     Returns [B, max(num_steps), keys]."""
     steps = tf.reduce_max(num_steps)
     count = (steps + model.segment - 1) // model.segment

@@ -52,7 +52,7 @@ TRAINING = dict(seq_len=32, batch_size=16)  # two-bar segments
 # come back to their primers (F1 0.42 -> 0.51) with it; the budget is over 30 min on 2 cores
 # (QUALITY.md, sixth pass)
 EPOCHS = 26
-MINUTES = 40  # 93 s an epoch (median) on the day it was measured; the 12-epoch runs': 55-57 s
+MINUTES = 25  # the gate, quiet cores (2026-12-02): 24.5 min; 40 with other work on them
 
 
 def make_arrays(folder, split: str, spec: DataSpec, config):

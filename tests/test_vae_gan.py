@@ -802,15 +802,16 @@ def test_voices_output_writes_a_softmax_per_voice_and_the_critic_reads_each_voic
     logs = model.train_on_batch(real, np.zeros(8, np.float32), return_dict=True)
     assert all(np.isfinite(v) for v in logs.values())
     again = wgan_gp.WGANGP.from_config(model.get_config())
-    assert (again.writes, again.voices) == ("voices", 4)
+    assert (again.writes, again.voices, again.min_p) == ("voices", 4, 0.5)
     with pytest.raises(InputError, match="voices=1"):
         build_tiny_gan(output="voices", voices=1)
 
 
 def test_voices_generate_draws_a_key_per_voice_as_the_numpy_reference():
     """`generate` with `output=voices`: per segment, the noise of its letter, then one uniform
-    per voice and frame picks the voice's key (or rest) from its floored probabilities, or
-    the likeliest where a threshold is given; checked against NumPy, draw for draw."""
+    per voice and frame picks the voice's key (or rest) from its probabilities past `min_p`
+    times its likeliest, or the likeliest where a threshold is given; checked against NumPy,
+    draw for draw."""
     keras.utils.set_random_seed(1)
     model = build_tiny_gan(output="voices", voices=3)
     seed = tf.constant([9], tf.int64)
@@ -823,7 +824,7 @@ def test_voices_generate_draws_a_key_per_voice_as_the_numpy_reference():
             if threshold > 0:
                 choice = p.argmax(-1)
             else:
-                kept = np.cumsum(np.where(p < model.floor * p.max(-1, keepdims=True), 0, p), -1)
+                kept = np.cumsum(np.where(p < model.min_p * p.max(-1, keepdims=True), 0, p), -1)
                 u = rng.uniform_np(seed.numpy(), letter, 0, SEGMENT * 3)[0].reshape(SEGMENT, 3)
                 choice = (kept <= u[..., None] * kept[..., -1:]).sum(-1)
             roll = np.zeros((SEGMENT, KEYS + 1), np.float32)

@@ -41,7 +41,7 @@ CHOICES = {"generator": ("cnn", "dcrnn"), "output": ("keys", "voices"),
            "fakes": ("drawn", "threshold", "probabilities", "both")}
 DEFAULTS = dict(generator="cnn", noise=64, filters=128, units=256, repeat=4, critic_steps=5,
                 gradient_penalty=10.0, fakes="drawn", batch_std=False, floor=0.05,
-                diversity=0.0, output="keys", voices=4, learning_rate=1e-4, xla=True)
+                diversity=0.0, output="keys", voices=4, min_p=0.5, learning_rate=1e-4, xla=True)
 # the JSB Chorales benchmark's frames, each segment in C major / A minor: the key is then the
 # same in every example, where a GAN drawing from noise alone does not learn it (QUALITY.md)
 TRAINING = dict(steps_per_quarter=1, encoding="sampled", to_c=True, seq_len=32)
@@ -65,14 +65,15 @@ class WGANGP(keras.Model):
 
     def __init__(self, keys=88, segment=64, generator="cnn", noise=64, filters=128, units=256,
                  repeat=4, critic_steps=5, gradient_penalty=10.0, fakes="probabilities",
-                 batch_std=False, floor=0.0, diversity=0.0, output="keys", voices=4, **kwargs):
+                 batch_std=False, floor=0.0, diversity=0.0, output="keys", voices=4, min_p=0.5,
+                 **kwargs):
         super().__init__(**kwargs)
         self.keys, self.segment, self.kind, self.noise = keys, segment, generator, noise
         self.filters, self.units, self.repeat = filters, units, repeat
         self.critic_steps, self.penalty = critic_steps, gradient_penalty
         self.fakes, self.batch_std = fakes, batch_std
         self.floor, self.diversity = floor, diversity
-        self.writes, self.voices = output, voices
+        self.writes, self.voices, self.min_p = output, voices, min_p
         if output == "voices" and voices < 2:
             raise InputError(f"--hparams voices={voices}: output=voices needs 2 or more")
         # a logit per key, or per voice a logit per key and one for its rest
@@ -251,7 +252,8 @@ class WGANGP(keras.Model):
                 "units": self.units, "repeat": self.repeat, "critic_steps": self.critic_steps,
                 "gradient_penalty": self.penalty, "fakes": self.fakes,
                 "batch_std": self.batch_std, "floor": self.floor,
-                "diversity": self.diversity, "output": self.writes, "voices": self.voices}
+                "diversity": self.diversity, "output": self.writes, "voices": self.voices,
+                "min_p": self.min_p}
 
 
 def with_primer(spec: DataSpec, primer, steps: np.ndarray, vocab=None):
@@ -273,7 +275,7 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     model = WGANGP(spec.keys, segment, hp["generator"], hp["noise"], hp["filters"], hp["units"],
                    hp["repeat"], hp["critic_steps"], hp["gradient_penalty"], hp["fakes"],
                    hp["batch_std"], hp["floor"], hp["diversity"], hp["output"], hp["voices"],
-                   name="wgan_gp")
+                   hp["min_p"], name="wgan_gp")
     model.compile(keras.optimizers.Adam(hp["learning_rate"], beta_1=0.5, beta_2=0.9),
                   keras.optimizers.Adam(hp["learning_rate"], beta_1=0.5, beta_2=0.9),
                   xla=hp["xla"])
@@ -336,12 +338,13 @@ def floored(p, floor: float):
     return tf.minimum(kept * scale, 1.0)
 
 
-def floored_voices(p, floor: float):
-    """Each voice's probabilities [..., keys + 1] with those below `floor` (at most 1) times
+def floored_voices(p, min_p: float):
+    """Each voice's probabilities [..., keys + 1] with those below `min_p` (at most 1) times
     the voice's likeliest set to 0, as weights for `categorical` (min-p sampling, Nguyen et al.
     2024: the cut follows how sure the voice is, so a flat voice keeps its choices and the
-    likeliest is always kept)."""
-    return tf.where(p < min(floor, 1.0) * tf.reduce_max(p, -1, keepdims=True), 0.0, p)
+    likeliest is always kept). The default 0.5 was measured (QUALITY.md, tenth pass): lower
+    ones let each voice's long tail scatter notes far above and below the voices."""
+    return tf.where(p < min(min_p, 1.0) * tf.reduce_max(p, -1, keepdims=True), 0.0, p)
 
 
 def generate(model, num_steps, form, temperature, threshold, seed):
@@ -368,7 +371,7 @@ def generate(model, num_steps, form, temperature, threshold, seed):
             u = tf.reshape(rng.uniform_tf(seed, letter, 0, model.segment * model.voices),
                            tf.shape(p)[:-1])
             choice = tf.where(cut[:, None, None] > 0, tf.argmax(p, -1, output_type=tf.int32),
-                              categorical(floored_voices(p, model.floor), u))
+                              categorical(floored_voices(p, model.min_p), u))
             on = tf.reduce_max(tf.one_hot(choice, model.keys + 1)[..., :model.keys], 2)
             return k + 1, out.write(k, on)
         u = tf.reshape(rng.uniform_tf(seed, letter, 0, model.segment * model.keys), tf.shape(p))

@@ -49,8 +49,7 @@ DEFAULTS = dict(latent=64, units=256, beta=0.2, anneal_epochs=4, free_bits=3.0, 
                 learning_rate=2e-3, decoder="autoregressive", head="nade", nade_hidden=150)
 TRAINING = dict(seq_len=32, batch_size=16)  # two-bar segments
 # the validation reconstruction falls 2-3 nats an epoch at 12 epochs, and the blends' ends only
-# come back to their primers (F1 0.42 -> 0.51) with it; the budget is over 30 min on 2 cores
-# (QUALITY.md, sixth pass)
+# come back to their primers (F1 0.42 -> 0.51) with it (QUALITY.md, sixth pass)
 EPOCHS = 26
 MINUTES = 25  # the gate, quiet cores (2026-12-02): 24.5 min; 40 with other work on them
 

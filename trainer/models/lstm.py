@@ -2,8 +2,8 @@
 
 Conditional by default (`condition=true`, the conditional Char-RNN seed): every step reads the
 window's key, range and note density, so a sample stays in its primer's key and `--key` /
-`--density` steer it. At the 15-epoch budget the unconditional model drifts out of key (scale
-consistency overlap 0.25, below the gate's floor) where the conditional one clears every floor
+`--density` steer it. At 15 epochs the unconditional model drifted out of key (scale
+consistency overlap 0.25, below the gate's floor) where the conditional one cleared every floor
 (QUALITY.md); `condition=false` trains the seed's plain model.
 """
 
@@ -17,8 +17,11 @@ from trainer.models import common
 REPRESENTATIONS = ("notes", "pianoroll")
 CHOICES = common.NEXT_STEP_CHOICES
 DEFAULTS = dict(common.CONDITIONAL_DEFAULTS, condition=True, layers=3, units=512)
-EPOCHS = 15  # the conditional 3 x 512 on the chorales' split notes: 118-123 s an epoch, quiet cores
-MINUTES = 31
+# the conditional 3 x 512 on the chorales' split notes: 118-123 s an epoch on the gate's quiet
+# cores of 2026-12-02 morning (15 epochs: 30.4 min), 57-87 s on the machine of that afternoon
+# (14 epochs: 15.9 min, every floor passing; QUALITY.md)
+EPOCHS = 14
+MINUTES = 29
 
 
 def build(spec: DataSpec, hp: dict, seq_len: int | None = None,

@@ -9,7 +9,8 @@ With `fakes=drawn` (the default) it reads keys drawn from the generator's probab
 Two generators:
 - `cnn`: noise → dense → transposed 1-D convolutions over time → key probabilities;
 - `dcrnn` (the seed's Deconvolutional RNN): a first RNN draws a coarse structure from the noise,
-  each coarse step is repeated `repeat` times, and a second RNN writes the frames.
+  each coarse step is repeated `repeat` times, and a second RNN writes the frames (both RNNs
+  start from states the noise sets).
 Two outputs:
 - `keys` (the default): a probability per key, each key drawn on its own;
 - `voices`: `voices` voices (soprano first, bass last), each a softmax over the keys and a
@@ -88,12 +89,8 @@ class WGANGP(keras.Model):
         else:
             if segment % repeat:
                 raise InputError(f"--hparams repeat={repeat} must divide --seq-len {segment}")
-            self.g_layers = [
-                layers.RepeatVector(segment // repeat),
-                layers.LSTM(units, return_sequences=True, name="rnn_a"),
-                layers.UpSampling1D(repeat),
-                layers.LSTM(units, return_sequences=True, name="rnn_b"),
-                layers.Dense(width, name="g_out")]
+            self.g_layers = [DCRNN(segment // repeat, repeat, units, name="dcrnn"),
+                             layers.Dense(width, name="g_out")]
         self.c_layers = [
             *[layers.Conv1D(filters * 2 ** i, 4, strides=2, padding="same", name=f"c_conv_{i}")
               for i in range(3)],
@@ -282,6 +279,32 @@ def build(spec: DataSpec, hp: dict, seq_len: int | None = None) -> keras.Model:
     model.critic(model._real(model(np.zeros((1, hp["noise"]), np.float32))))
     model.build_optimizers()
     return model
+
+
+@keras.saving.register_keras_serializable("composer")
+class DCRNN(layers.Layer):
+    """The seed's Deconvolutional RNN: a first LSTM writes `steps` coarse steps from the noise
+    [B, noise], each is repeated `repeat` times, and a second LSTM writes the frames
+    [B, steps * repeat, units]. Both LSTMs start from states the noise sets: started from zero
+    states, the first frame came out as a burst over the whole keyboard (QUALITY.md)."""
+
+    def __init__(self, steps, repeat, units, **kwargs):
+        super().__init__(**kwargs)
+        self.steps, self.repeat, self.units = steps, repeat, units
+        self.start = layers.Dense(4 * units, activation="tanh", name="start")
+        self.rnn_a = layers.LSTM(units, return_sequences=True, name="rnn_a")
+        self.rnn_b = layers.LSTM(units, return_sequences=True, name="rnn_b")
+
+    def call(self, z, training=False):
+        h_a, c_a, h_b, c_b = tf.split(self.start(z), 4, -1)
+        h = self.rnn_a(tf.repeat(z[:, None], self.steps, 1), initial_state=[h_a, c_a],
+                       training=training)
+        return self.rnn_b(tf.repeat(h, self.repeat, 1), initial_state=[h_b, c_b],
+                          training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "steps": self.steps, "repeat": self.repeat,
+                "units": self.units}
 
 
 def batch_std(h):

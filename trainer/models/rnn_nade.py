@@ -28,7 +28,7 @@ DEFAULTS = dict(layers=1, units=256, nade_hidden=150, dropout=0.3, learning_rate
 TRAINING = dict(steps_per_quarter=1, encoding="sampled", augment=2, seq_len=32, batch_size=16,
                 patience=4)
 # at most; on the chorales the validation NLL stops falling and training stops after epoch 31
-# (12 min on the 2 cores of 2026-12-02 afternoon; the morning's ran these epochs 1.6x slower)
+# (11.8 min on the 2 cores of 2026-12-02 afternoon; the morning's ran its epochs 1.9x slower)
 EPOCHS = 36
 MINUTES = 22
 

@@ -11,6 +11,10 @@ import numpy as np
 import pytest
 
 from evaluation import evaluate, floors
+from preprocessing.piece import quantize
+from preprocessing.readers import read_file
+from serving import contract
+from serving.composer import Composer
 from tests.zoo import SEQ_LEN, TINY, run_main
 from trainer import export
 from trainer.models import MODELS
@@ -116,3 +120,25 @@ def test_the_gate_resumes_from_the_rows_it_kept(tmp_path, monkeypatch):
     quality.run_row("rnn_nade", tmp_path, 10, 64, resume=False)  # and without --resume
     assert runs == [("rnn_nade", 10, 128), ("rnn_nade", 10, 64), ("rnn_nade", 10, 64)]
     assert not list((tmp_path / "rows").glob("*.partial"))
+
+
+def test_the_chord_bench_gives_each_grid_step_the_nll_of_what_starts_there(zoo):
+    """bench/chords_nll.py compares two tokenizations step by step: each grid step where notes
+    (or a rest) start gets the summed NLL of their events; the first step, which no model
+    predicts, is left out."""
+    from bench.chords_nll import step_nll
+
+    trained = zoo("lstm", "notes")
+    composer = Composer(str(trained.path))
+    (piece,) = read_file(zoo.corpus / "piece0.mid")
+    events = contract.primer_steps(piece, composer.metadata(), length=10**9)
+    total = float(np.sum(composer.call("log_likelihood",
+                                       {"events": np.asarray([events], object)})["nll"]))
+
+    by_step, left_out = step_nll(composer, piece)
+
+    onsets, _ = quantize(piece, trained.spec.steps_per_quarter)
+    assert set(onsets.tolist()) <= set(by_step)  # every onset, and the rests' steps
+    assert len(by_step) < len(events)  # the two voices' notes that start together share a step
+    assert left_out == {0}  # the first step: its first event is given, not predicted
+    assert sum(by_step.values()) == pytest.approx(total, rel=1e-5)

@@ -298,7 +298,7 @@ class Studio:
         extend = body.get("continue") is True
         composer = Composer(self.client, name, version)
         meta = composer.metadata()
-        if meta.get("representation") == "performance":
+        if not contract.has_signature(meta, "generate"):  # what it can do, as above
             raise InputError(f"model: {name} refines, it does not compose; choose it under "
                              "'refine with'")
         names = contract.input_names(meta)

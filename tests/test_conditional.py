@@ -28,7 +28,7 @@ from serving.composer import Composer
 from serving.errors import error_message
 from tests.conftest import BASS, MELODY, grid_notes, make_piece, two_voices, write_midi_file
 from tests.zoo import hparams_flag, run_main
-from trainer import conditions, data, export, generate, sampling, task
+from trainer import conditions, data, decoders, export, generate, sampling, task
 from trainer.config import Config
 from trainer.models import MODELS, next_step_export
 
@@ -544,6 +544,21 @@ def test_log_likelihood_of_a_conditional_notes_model(zoo):
     assert counted.sum() > 0
     np.testing.assert_allclose(out["nll"].numpy(), np.where(counted > 0, expected, 0.0),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_the_likelihoods_pass_is_the_keras_models_output(zoo):
+    """The teacher-forced pass of `log_likelihood` (`decoders.Recurrent.every_position`: the
+    attention over a band of its width, in memory linear in the length) gives what the Keras
+    model gives, over a sequence three times the attention's width."""
+    t = zoo("attention_lstm", "pianoroll")
+    width = t.model.get_layer("attention").attention_width
+    steps = np.concatenate([t.x["frames"][:2]] * (3 * width // SEQ_LEN + 1), 1)[:, :3 * width]
+    condition = np.stack([primer_condition(t, t.primer(i)) for i in range(2)])
+    want = t.model({"frames": steps, "condition": condition}, training=False)
+    got = decoders.Recurrent(t.model, t.spec).every_position(tf.constant(steps),
+                                                             tf.constant(condition))
+    tf.nest.map_structure(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                          got, want)
 
 
 # --- requests and the trainer.generate CLI --------------------------------------------------------

@@ -132,6 +132,46 @@ class Recurrent(tf.Module):
         return [head(hidden) for head in self.heads], (condition, new)
 
 
+    def every_position(self, steps, condition=None):
+        """What the model returns for every position of `steps` ([B, T, 3] events or [B, T, K]
+        frames), in one pass that `step` would take T times: the logits per field (a dict,
+        notes) or per key. Memory grows with T times the attention's width, where the Keras
+        layer scores every pair of steps (a piece of 11,445 events asked for 33 GB)."""
+        h = tf.concat([emb(steps[..., i]) for i, emb in enumerate(self.embeddings)], -1) \
+            if self.notes else steps
+        if condition is not None:
+            scaled = conditions.standardized(condition)[:, None]
+            scaled = tf.repeat(scaled, tf.shape(h)[1], axis=1)
+            h = tf.concat([h, scaled], -1)
+        for layer in self.stack:
+            h = layer(h, training=False) if isinstance(layer, keras.layers.LSTM) \
+                else _attend_band(layer, h)
+        if condition is not None:
+            h = tf.concat([h, scaled], -1)  # conditional heads read it too
+        hidden = self.dense(h)
+        logits = [head(hidden) for head in self.heads]
+        return dict(zip(NOTE_FIELDS, logits)) if self.notes else logits[0]
+
+
+def _attend_band(layer: SeqSelfAttention, x):
+    """SeqSelfAttention (additive, history_only) over a whole sequence x [B, T, D]: each step
+    reads itself and the `attention_width` - 1 steps before it, as `_attend` does for one."""
+    width = layer.attention_width
+
+    def band(t):  # [B, T, F] → [B, T, width, F]: the width steps up to each step, zeros before
+        return tf.signal.frame(tf.pad(t, [[0, 0], [width - 1, 0], [0, 0]]), width, 1, axis=1)
+
+    values, keys = band(x), band(tf.matmul(x, layer.Wx))
+    h = tf.tanh(tf.matmul(x, layer.Wt)[:, :, None] + keys + layer.bh)
+    e = tf.squeeze(tf.matmul(h, layer.Wa), -1) + layer.ba
+    if layer.attention_activation is not None:
+        e = layer.attention_activation(e)
+    filled = tf.range(width)[None] >= width - 1 - tf.range(tf.shape(x)[1])[:, None]
+    e -= 10000.0 * (1.0 - tf.cast(filled, e.dtype))
+    a = tf.nn.softmax(e, axis=-1)
+    return tf.reduce_sum(a[..., None] * values, axis=2)
+
+
 def _attend(layer: SeqSelfAttention, x, state):
     """SeqSelfAttention (additive, history_only) for the newest step over the kept window."""
     values, keys, count = state

@@ -70,7 +70,7 @@ class NextStepExport(Exported):
 
     def every_position(self, inputs, condition=None):
         """Next-step logits at every position of `inputs` ([B, L, ...]) in one pass."""
-        return self.model(self._model_inputs(inputs, condition), training=False)
+        return self.decoder.every_position(inputs, condition)
 
     # --- signatures ---
 

@@ -131,7 +131,6 @@ class Recurrent(tf.Module):
         hidden = self.dense(tf.concat([h, condition], -1))  # conditional heads read it too
         return [head(hidden) for head in self.heads], (condition, new)
 
-
     def every_position(self, steps, condition=None):
         """What the model returns for every position of `steps` ([B, T, 3] events or [B, T, K]
         frames), in one pass that `step` would take T times: the logits per field (a dict,
@@ -161,15 +160,8 @@ def _attend_band(layer: SeqSelfAttention, x):
     def band(t):  # [B, T, F] → [B, T, width, F]: the width steps up to each step, zeros before
         return tf.signal.frame(tf.pad(t, [[0, 0], [width - 1, 0], [0, 0]]), width, 1, axis=1)
 
-    values, keys = band(x), band(tf.matmul(x, layer.Wx))
-    h = tf.tanh(tf.matmul(x, layer.Wt)[:, :, None] + keys + layer.bh)
-    e = tf.squeeze(tf.matmul(h, layer.Wa), -1) + layer.ba
-    if layer.attention_activation is not None:
-        e = layer.attention_activation(e)
     filled = tf.range(width)[None] >= width - 1 - tf.range(tf.shape(x)[1])[:, None]
-    e -= 10000.0 * (1.0 - tf.cast(filled, e.dtype))
-    a = tf.nn.softmax(e, axis=-1)
-    return tf.reduce_sum(a[..., None] * values, axis=2)
+    return _mix(layer, x, band(tf.matmul(x, layer.Wx)), band(x), filled)
 
 
 def _attend(layer: SeqSelfAttention, x, state):
@@ -178,15 +170,20 @@ def _attend(layer: SeqSelfAttention, x, state):
     values = tf.concat([values[:, 1:], x[:, None]], 1)
     keys = tf.concat([keys[:, 1:], tf.matmul(x, layer.Wx)[:, None]], 1)
     count = count + 1
-    h = tf.tanh(tf.matmul(x, layer.Wt)[:, None] + keys + layer.bh)
+    width = layer.attention_width
+    filled = tf.range(width)[None] >= width - tf.minimum(count, width)[:, None]
+    return _mix(layer, x, keys, values, filled), (values, keys, count)
+
+
+def _mix(layer: SeqSelfAttention, x, keys, values, filled):
+    """The layer's additive attention of the steps x [..., D] over their windows' keys
+    [..., W, U] and values [..., W, D], the window's unfilled places (`filled` False) left out."""
+    h = tf.tanh(tf.matmul(x, layer.Wt)[..., None, :] + keys + layer.bh)
     e = tf.squeeze(tf.matmul(h, layer.Wa), -1) + layer.ba
     if layer.attention_activation is not None:
         e = layer.attention_activation(e)
-    width = layer.attention_width
-    filled = tf.range(width)[None] >= width - tf.minimum(count, width)[:, None]
     e -= 10000.0 * (1.0 - tf.cast(filled, e.dtype))
-    a = tf.nn.softmax(e, axis=-1)
-    return tf.reduce_sum(a[..., None] * values, axis=1), (values, keys, count)
+    return tf.reduce_sum(tf.nn.softmax(e, axis=-1)[..., None] * values, axis=-2)
 
 
 class Window(tf.Module):

@@ -974,7 +974,7 @@ def test_transposition_flags_reach_the_data_settings():
 def test_a_flag_left_out_takes_the_familys_budget_and_a_flag_given_wins():
     nade = task.parse_args(["--model", "rnn_nade"])
     assert (nade.epochs, nade.steps_per_quarter, nade.encoding, nade.augment, nade.seq_len,
-            nade.batch_size, nade.patience) == (20, 1, "sampled", 2, 32, 16, 4)
+            nade.batch_size, nade.patience) == (36, 1, "sampled", 2, 32, 16, 4)
     assert task.data_settings(nade).steps_per_quarter == 1
     mine = task.parse_args(["--model", "rnn_nade", "--steps-per-quarter", "4", "--epochs", "3",
                             "--encoding", "active", "--augment", "0"])

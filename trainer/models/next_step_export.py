@@ -18,7 +18,6 @@ from trainer.export.base import (
     signature,
     spec,
 )
-from trainer.models.common import input_name
 
 
 def is_conditional(model) -> bool:
@@ -128,11 +127,6 @@ class NextStepExport(Exported):
                     "density must be <= 1 (note events per grid step; < 0 keeps the primer "
                     "density)"))]):
             return cond_lib.override(condition, index, density, self.profiles)
-
-    def _model_inputs(self, steps, condition):
-        if condition is None:
-            return steps
-        return {input_name(self.spec): steps, "condition": condition}
 
     @staticmethod
     def _with_condition(outputs, condition):

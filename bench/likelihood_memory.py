@@ -1,6 +1,6 @@
 """Memory and time of a notes model's `log_likelihood` on long inputs: each length is scored in
-a fresh process (its peak resident memory is the whole process's), beside the same process
-scoring a short piece, in one run.
+a fresh process (its peak resident memory is the whole process's, model load included),
+beside a fresh process scoring 64 events, in one run.
 
 The signature runs the decoder's own layers over the whole sequence, its attention over a band
 of the layer's width (`trainer.decoders.Recurrent.every_position`): memory should grow with the
